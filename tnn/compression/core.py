@@ -1,0 +1,323 @@
+"""``compress(model, format, rate)``: replace every eligible Conv2d / Linear by a tensorial layer.
+
+Index conventions follow PyTorch: a ``Conv2d`` weight is ``(C_out, C_in/groups, k_h, k_w)``, a ``Linear``
+weight ``(out_features, in_features)``. The compression rate of a layer is
+``parameters(tensorial layer) / parameters(dense layer)`` (weights and biases), so ``rate=0.1`` keeps
+about 10% of the parameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from tnn.compression.report import COMPRESSED, DENSE, SKIPPED, CompressionReport, LayerReport
+
+_INITS = ("decompose", "random")
+
+
+def _format_names() -> tuple[str, ...]:
+    from tnn.formats import FORMATS
+
+    return tuple(FORMATS)
+
+
+def _tensorial_class(module: nn.Module) -> Any:
+    """The tensorial layer class that replaces ``module`` (``TensorialConv2d`` or ``TensorialLinear``)."""
+    from tnn import nn as tnn_nn
+
+    if isinstance(module, nn.Conv2d):
+        return tnn_nn.TensorialConv2d
+    return tnn_nn.TensorialLinear
+
+
+def is_eligible(module: nn.Module) -> bool:
+    """Whether ``module`` is a dense layer that :func:`compress` can replace (``Conv2d`` or ``Linear``)."""
+    return isinstance(module, (nn.Conv2d, nn.Linear)) and not isinstance(
+        module, (nn.modules.lazy.LazyModuleMixin,)
+    )
+
+
+def n_params(module: nn.Module) -> int:
+    """Number of parameters of ``module`` (shared parameters counted once)."""
+    return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
+
+
+def dense_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
+    """Multiply-accumulates of a dense ``Conv2d`` / ``Linear`` for ONE sample.
+
+    Parameters
+    ----------
+    module : nn.Conv2d or nn.Linear
+    input_shape : sequence of int
+        Shape of one input sample without the batch dimension: ``(C_in, H, W)`` for a convolution,
+        ``(..., in_features)`` for a linear layer.
+    """
+    if isinstance(module, nn.Conv2d):
+        _, h, w = input_shape[-3:]
+        out_hw = []
+        for size, k, s, p, d in zip(
+            (h, w), module.kernel_size, module.stride, _pair_padding(module, (h, w)), module.dilation,
+            strict=True,
+        ):
+            out_hw.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
+        per_out = (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
+        return int(module.out_channels * out_hw[0] * out_hw[1] * per_out)
+    if isinstance(module, nn.Linear):
+        lead = math.prod(input_shape[:-1]) if len(input_shape) > 1 else 1
+        return int(lead * module.in_features * module.out_features)
+    raise TypeError(f"dense_flops expects nn.Conv2d or nn.Linear, got {type(module).__name__}")
+
+
+def _pair_padding(conv: nn.Conv2d, hw: tuple[int, int]) -> tuple[int, int]:
+    if isinstance(conv.padding, str):
+        if conv.padding == "valid":
+            return (0, 0)
+        # "same": total padding d*(k-1), split; MAC count uses the output size = input size
+        return tuple(conv.dilation[i] * (conv.kernel_size[i] - 1) // 2 for i in range(2))  # type: ignore[return-value]
+    return conv.padding  # type: ignore[return-value]
+
+
+def _matches(name: str, patterns: Iterable[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, pat) for pat in patterns)
+
+
+def _check_patterns(value: Any, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise TypeError(f"{what} must be a list of glob patterns on module names, got {value!r}")
+    return list(value)
+
+
+def _input_shapes(
+    model: nn.Module, names: list[str], input_shape: Sequence[int]
+) -> dict[str, tuple[int, ...]]:
+    """Per-sample input shape of each named module, recorded by one forward pass on zeros."""
+    modules = dict(model.named_modules())
+    shapes: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for name in names:
+        def hook(mod: nn.Module, args: tuple[Any, ...], _name: str = name) -> None:
+            if args and isinstance(args[0], torch.Tensor):
+                shapes.setdefault(_name, tuple(args[0].shape[1:]))
+
+        handles.append(modules[name].register_forward_pre_hook(hook))
+    try:
+        ref = next(iter(model.parameters()), None)
+        x = torch.zeros((1, *input_shape), dtype=ref.dtype if ref is not None else torch.float32,
+                        device=ref.device if ref is not None else "cpu")
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            model.train(was_training)
+    finally:
+        for h in handles:
+            h.remove()
+    return shapes
+
+
+def _set_submodule(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def _tensorial_flops(layer: nn.Module, shape: tuple[int, ...] | None) -> int | None:
+    if shape is None or not hasattr(layer, "flops"):
+        return None
+    try:
+        return int(layer.flops(shape))
+    except (TypeError, ValueError):
+        return None
+
+
+def compress(
+    model: nn.Module,
+    format: str = "rtt",
+    rate: float = 0.1,
+    *,
+    include: Sequence[str] | str | None = None,
+    exclude: Sequence[str] | str | None = None,
+    init: str | None = None,
+    plan: CompressionReport | Sequence[LayerReport | dict[str, Any]] | dict[str, Any] | None = None,
+    input_shape: Sequence[int] | None = None,
+) -> nn.Module:
+    """Map a (pretrained) CNN to a tensorial neural network at a target compression rate.
+
+    Every ``nn.Conv2d`` / ``nn.Linear`` whose qualified name matches ``include`` (default: all) and not
+    ``exclude`` is replaced by :class:`tnn.nn.TensorialConv2d` / :class:`tnn.nn.TensorialLinear` built
+    with ``from_dense(layer, format=format, rate=rate, init=init)``: ranks are chosen so that the layer
+    keeps at most ``rate`` of its parameters, and the factors are initialised by decomposing the
+    pretrained kernel. A layer whose budget cannot be met (tiny or depthwise layers; the layer class
+    raises ``ValueError``) stays dense and is reported with the reason.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model built from standard modules. It is deep-copied and never modified.
+    format : str
+        One of :data:`tnn.FORMATS` (``"rcp"``, ``"rtt"``, ``"cp"``, ``"tk"``, ``"tt"``, ...).
+    rate : float
+        Target compression rate per layer, in ``(0, 1]``.
+    include, exclude : list of str, optional
+        Glob patterns (``fnmatch``) on module names, e.g. ``["layer*"]`` or ``["conv1", "linear"]``.
+        A layer is compressed when it matches some ``include`` pattern (all layers if ``None``) and
+        no ``exclude`` pattern.
+    init : {"decompose", "random"}, optional
+        Initialisation of the tensorial layers; default ``"decompose"`` (from the dense weights), or
+        ``"random"`` when rebuilding from a ``plan``.
+    plan : CompressionReport, list of rows, or ``report.to_dict()``, optional
+        Rebuild a previously compressed architecture: each row with status ``"compressed"`` is
+        replaced in its recorded ``format`` with its recorded ``ranks``; other layers stay dense;
+        ``format``, ``rate``, ``include`` and ``exclude`` are ignored. With the default
+        ``init="random"`` nothing is decomposed; then load the compressed checkpoint's ``state_dict``.
+    input_shape : sequence of int, optional
+        Shape of one input sample, e.g. ``(3, 32, 32)``; when given, the report includes the
+        multiply-accumulates (MACs) of every layer before and after.
+
+    Returns
+    -------
+    nn.Module
+        The compressed copy. Its attribute ``tnn_report`` is the :class:`CompressionReport`
+        (``model.tnn_report.table()`` prints it; ``.to_dict()`` is plain data for JSON and checkpoints).
+
+    Raises
+    ------
+    ValueError
+        Unknown format, rate outside ``(0, 1]``, unknown init, a plan naming a layer that does not
+        exist or has another shape.
+    TypeError
+        ``model`` is not an ``nn.Module``; patterns are not strings.
+
+    Examples
+    --------
+    >>> small = tnn.compress(resnet, format="rtt", rate=0.1, input_shape=(3, 32, 32))
+    >>> print(small.tnn_report.table())
+    >>> rebuilt = tnn.compress(fresh_resnet, plan=small.tnn_report)  # same architecture, random init
+    >>> rebuilt.load_state_dict(small.state_dict())
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"compress expects an nn.Module, got {type(model).__name__}")
+    include_p = _check_patterns(include, "include")
+    exclude_p = _check_patterns(exclude, "exclude")
+    rows_plan = _normalise_plan(plan) if plan is not None else None
+    if init is None:
+        init = "random" if rows_plan is not None else "decompose"
+    if init not in _INITS:
+        raise ValueError(f"init must be one of {list(_INITS)}, got {init!r}")
+    formats = _format_names()
+    if rows_plan is None:
+        if not isinstance(format, str) or format not in formats:
+            raise ValueError(f"unknown format {format!r}; valid formats: {', '.join(formats)}")
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 < float(rate) <= 1.0):
+            raise ValueError(f"rate must be a number in (0, 1], got {rate!r}")
+        rate = float(rate)
+
+    new = copy.deepcopy(model)
+    candidates = [(name, mod) for name, mod in new.named_modules() if name and is_eligible(mod)]
+    names = [name for name, _ in candidates]
+    if rows_plan is not None:
+        unknown = sorted(set(rows_plan) - set(names))
+        if unknown:
+            raise ValueError(
+                f"compression plan names layers not in the model: {unknown[:5]}"
+                f" (model's Conv2d/Linear layers: {names[:8]}{'...' if len(names) > 8 else ''})"
+            )
+    shapes = _input_shapes(new, names, input_shape) if input_shape is not None else {}
+    report = CompressionReport(
+        format=format if rows_plan is None else _plan_format(rows_plan),
+        rate=rate if rows_plan is None else None,
+        model_params_before=n_params(model),
+    )
+    for name, dense in candidates:
+        shape = tuple(dense.weight.shape)
+        kind = "Conv2d" if isinstance(dense, nn.Conv2d) else "Linear"
+        before = n_params(dense)
+        fl_before = dense_flops(dense, shapes[name]) if name in shapes else None
+        row = LayerReport(name=name, kind=kind, shape=shape, format="dense", ranks=None, params_before=before,
+                          params_after=before, flops_before=fl_before, flops_after=fl_before)
+        if rows_plan is not None:
+            target = rows_plan.get(name)
+            if target is not None and tuple(target.shape) != shape:
+                raise ValueError(
+                    f"compression plan row {name!r} has weight shape {tuple(target.shape)}, the model's layer"
+                    f" has {shape}: the plan was made for another architecture"
+                )
+            if target is None or target.status != COMPRESSED:
+                row.status = target.status if target is not None else SKIPPED
+                row.reason = target.reason if target is not None else "not in plan"
+                report.layers.append(row)
+                continue
+            layer = _tensorial_class(dense).from_dense(
+                dense, format=target.format, rank=target.ranks, init=init
+            )
+        else:
+            if include_p is not None and not _matches(name, include_p):
+                row.status, row.reason = SKIPPED, "not matched by include"
+                report.layers.append(row)
+                continue
+            if exclude_p is not None and _matches(name, exclude_p):
+                row.status, row.reason = SKIPPED, "matched by exclude"
+                report.layers.append(row)
+                continue
+            try:
+                layer = _tensorial_class(dense).from_dense(dense, format=format, rate=rate, init=init)
+            except ValueError as exc:
+                row.status, row.reason = DENSE, str(exc).splitlines()[0] if str(exc) else "budget infeasible"
+                report.layers.append(row)
+                continue
+        layer.train(dense.training)
+        _set_submodule(new, name, layer)
+        row.format = str(getattr(layer, "format", format))
+        row.ranks = _plain_ranks(getattr(layer, "ranks", None))
+        row.params_after = n_params(layer)
+        row.flops_after = _tensorial_flops(layer, shapes.get(name))
+        row.status = COMPRESSED
+        report.layers.append(row)
+    report.model_params_after = n_params(new)
+    new.tnn_report = report  # type: ignore[assignment]
+    return new
+
+
+def _plain_ranks(ranks: Any) -> Any:
+    if isinstance(ranks, (list, tuple)):
+        return [_plain_ranks(r) for r in ranks]
+    if isinstance(ranks, dict):
+        return {k: _plain_ranks(v) for k, v in ranks.items()}
+    if hasattr(ranks, "tolist"):
+        return ranks.tolist()
+    return ranks
+
+
+def _normalise_plan(plan: Any) -> dict[str, LayerReport]:
+    if isinstance(plan, CompressionReport):
+        rows = plan.layers
+    elif isinstance(plan, dict):
+        rows = CompressionReport.from_dict(plan).layers
+    elif isinstance(plan, (list, tuple)):
+        rows = [r if isinstance(r, LayerReport) else LayerReport.from_dict(r) for r in plan]
+    else:
+        raise TypeError(
+            f"plan must be a CompressionReport, a list of rows or report.to_dict(), got {type(plan).__name__}"
+        )
+    return {row.name: row for row in rows}
+
+
+def _plan_format(rows: dict[str, LayerReport]) -> str:
+    fmts = sorted({row.format for row in rows.values() if row.status == COMPRESSED})
+    return fmts[0] if len(fmts) == 1 else ",".join(fmts) or "dense"
+
+
+__all__ = ["compress", "dense_flops", "is_eligible", "n_params", "DENSE", "SKIPPED", "COMPRESSED"]

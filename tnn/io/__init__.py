@@ -1,0 +1,23 @@
+"""Checkpoint and file I/O: atomic writes and versioned checkpoints with metadata.
+
+- :func:`atomic_write` — write a file through a temporary file in the same directory, ``fsync`` and
+  ``os.replace``, so that readers see either the old file or the complete new one, never a partial one;
+- :func:`save_checkpoint` / :func:`load_checkpoint` — ``torch.save`` / ``torch.load(weights_only=True)``
+  of a dict carrying a ``metadata`` entry (tnn version, model name, format, rate, ranks, step), with
+  one-line errors for missing, truncated or corrupted files.
+"""
+
+from __future__ import annotations
+
+from tnn.io.atomic import atomic_open, atomic_write, atomic_write_text
+from tnn.io.checkpoint import CheckpointError, checkpoint_metadata, load_checkpoint, save_checkpoint
+
+__all__ = [
+    "CheckpointError",
+    "atomic_open",
+    "atomic_write",
+    "atomic_write_text",
+    "checkpoint_metadata",
+    "load_checkpoint",
+    "save_checkpoint",
+]
