@@ -1,0 +1,32 @@
+"""Training of compressed networks.
+
+- :func:`sequential_train` — the paper's data-reconstruction stage: stage by stage, MSE to the
+  pretrained network's stage outputs, batch norm frozen, Adam;
+- :func:`finetune` — end-to-end cross-entropy, optionally with knowledge distillation;
+- :func:`evaluate` — top-1 accuracy;
+- checkpoints every ``checkpoint_every`` steps (atomic), exact resume, ``torchrun`` + DDP
+  (:mod:`tnn.train.distributed`).
+"""
+
+from __future__ import annotations
+
+from tnn.train.evaluate import evaluate
+from tnn.train.finetune import distillation_loss, finetune
+from tnn.train.history import History
+from tnn.train.loop import Phase, run_phases
+from tnn.train.sequential import TeacherCache, sequential_train
+from tnn.train.stages import OUTPUT, StageForward, split_parameters
+
+__all__ = [
+    "OUTPUT",
+    "History",
+    "Phase",
+    "StageForward",
+    "TeacherCache",
+    "distillation_loss",
+    "evaluate",
+    "finetune",
+    "run_phases",
+    "sequential_train",
+    "split_parameters",
+]
