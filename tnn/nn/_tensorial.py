@@ -1,0 +1,241 @@
+"""What :class:`~tnn.nn.TensorialConv2d` and :class:`~tnn.nn.TensorialLinear` share.
+
+A tensorial layer holds the factors of its kernel in one of the formats of :mod:`tnn.formats` (an
+``nn.ParameterList`` called ``factors``) and an optional ``bias``. Its forward pass evaluates the
+format's ``conv_einsum`` string (input, factors -> output) with a plan made for the actual input shape
+and cached per (shape, dtype, device). For every new input shape two evaluations are costed with the
+algebra's FLOP model and the cheaper one is kept:
+
+- ``"factors"``: the whole network, input included, contracted in the FLOP-optimal pairwise order
+  (``optimize="optimal"``); for small batches and feature maps this is the factor-by-factor evaluation;
+- ``"dense"``: reconstruct the kernel from the factors, then one ``F.conv2d`` / ``F.linear`` — what
+  large batches or feature maps favour, when the kernel is cheaper to build than to avoid.
+
+The choice and both costs are exposed by :meth:`TensorialLayer.plan` (and :meth:`TensorialLayer.flops`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from tnn.formats import FORMATS, Format, KernelGeometry, check_rate, get_format
+
+__all__ = ["TensorialLayer", "Plan"]
+
+INITS = ("decompose", "random")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How a layer evaluates one input shape.
+
+    Attributes
+    ----------
+    mode : str
+        ``"factors"`` (one ``conv_einsum`` over input and factors) or ``"dense"`` (kernel, then the
+        dense op).
+    factors_flops : int
+        Planned FLOPs of the ``"factors"`` evaluation (the algebra's cost model).
+    dense_flops : int
+        Planned FLOPs of the kernel reconstruction plus the dense op, in the same model.
+    """
+
+    mode: str
+    factors_flops: int
+    dense_flops: int
+
+    @property
+    def flops(self) -> int:
+        return self.factors_flops if self.mode == "factors" else self.dense_flops
+
+
+class TensorialLayer(nn.Module):
+    """Base class: factors, bias, rank selection, plan cache, ``from_dense`` / ``to_dense``.
+
+    Subclasses set ``_geometry``-related arguments and implement :meth:`_dense_forward`,
+    :meth:`_factor_operand` / :meth:`_factor_output` (reshape between the layer's input / output and the
+    folded ``conv_einsum`` operands), :meth:`_conv_options` and :meth:`to_dense`.
+    """
+
+    format: str
+    ranks: tuple[int, ...]
+    geometry: KernelGeometry
+
+    def _setup(
+        self,
+        geometry: KernelGeometry,
+        fmt: Format,
+        rate: float | None,
+        rank: int | Sequence[int] | None,
+        bias: bool,
+        factory: dict[str, Any],
+    ) -> None:
+        if rank is not None:
+            ranks = fmt.check_ranks(geometry, rank)
+        elif rate is not None:
+            ranks = fmt.ranks_for_rate(geometry, rate)
+        else:
+            raise ValueError(
+                f"{type(self).__name__}: give a compression rate (rate=, in (0, 1]) or ranks (rank=)"
+            )
+        self.format = fmt.name
+        self.geometry = geometry
+        self.ranks = tuple(int(r) for r in ranks)
+        self.factors = nn.ParameterList(
+            [nn.Parameter(torch.empty(s, **factory)) for s in fmt.factor_shapes(geometry, self.ranks)]
+        )
+        if bias:
+            self.bias = nn.Parameter(torch.empty(geometry.out_channels, **factory))
+        else:
+            self.register_parameter("bias", None)
+        self._plans: dict[tuple, tuple[Plan, Any]] = {}
+        self.reset_parameters()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def format_object(self) -> Format:
+        return get_format(self.format)
+
+    @property
+    def dense_weight_params(self) -> int:
+        """Weight parameters of the equivalent dense layer (bias excluded)."""
+        return self.geometry.dense_params
+
+    @property
+    def weight_params(self) -> int:
+        """Weight parameters of this layer: the total size of its factors (bias excluded)."""
+        return sum(p.numel() for p in self.factors)
+
+    @property
+    def compression_rate(self) -> float:
+        """Achieved rate: :attr:`weight_params` / :attr:`dense_weight_params`."""
+        return self.weight_params / self.dense_weight_params
+
+    @property
+    def spec(self) -> str:
+        """The ``conv_einsum`` string of the forward pass (input, factors -> output)."""
+        return self.format_object.spec(self.geometry, self.ranks)
+
+    # ------------------------------------------------------------------ parameters
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Variance-preserving random factors (see :meth:`tnn.formats.Format.random_init`), bias as in
+        ``nn.Conv2d`` / ``nn.Linear``."""
+        ref = self.factors[0]
+        values = self.format_object.random_init(
+            self.geometry, self.ranks, generator=generator, dtype=ref.dtype, device=ref.device
+        )
+        with torch.no_grad():
+            for p, v in zip(self.factors, values, strict=True):
+                p.copy_(v)
+            if self.bias is not None:
+                bound = 1.0 / math.sqrt(self.geometry.s * self.geometry.spatial_size)
+                self.bias.uniform_(-bound, bound, generator=generator)
+
+    def dense_weight(self) -> torch.Tensor:
+        """The dense kernel ``(T, S/g, kh, kw)`` / weight ``(T, S)`` of the factors (differentiable)."""
+        return self.format_object.reconstruct(list(self.factors), self.geometry, self.ranks)
+
+    def _load_dense(self, module: nn.Module, init: str | None) -> None:
+        init = "decompose" if init is None else init
+        if init not in INITS:
+            raise ValueError(f"{type(self).__name__}.from_dense: init must be one of {INITS}, got {init!r}")
+        with torch.no_grad():
+            if init == "decompose":
+                weight = module.weight.detach().to(torch.float64)
+                values = self.format_object.decompose(weight, self.geometry, self.ranks)
+                for p, v in zip(self.factors, values, strict=True):
+                    p.copy_(v.to(dtype=p.dtype, device=p.device))
+            if self.bias is not None and module.bias is not None:
+                self.bias.copy_(module.bias.detach())
+            elif self.bias is not None:
+                self.bias.zero_()
+
+    # ------------------------------------------------------------------ planning / forward
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_plans"] = {}
+        return state
+
+    def _apply(self, fn: Any, recurse: bool = True) -> TensorialLayer:  # .to(), .double(), ...: new plans
+        self._plans = {}
+        return super()._apply(fn, recurse)
+
+    def _conv_options(self) -> dict[str, Any]:
+        return {}
+
+    def _folded_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def _dense_op_spec(self, x_shape: tuple[int, ...]) -> tuple[str, list[tuple[int, ...]]]:
+        """``conv_einsum`` string and shapes of the equivalent dense op (for its cost only)."""
+        raise NotImplementedError
+
+    def _make_plan(
+        self, folded: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> tuple[Plan, Any]:
+        from tnn.algebra import conv_einsum_expression, conv_einsum_path
+
+        fmt = self.format_object
+        shapes = [tuple(p.shape) for p in self.factors]
+        opts = self._conv_options()
+        _, info = conv_einsum_path(self.spec, folded, *shapes, optimize="optimal", **opts)
+        _, rec = conv_einsum_path(fmt.kernel_equation(self.geometry, self.ranks), *shapes, optimize="optimal")
+        dense_spec, dense_shapes = self._dense_op_spec(folded)
+        _, dense = conv_einsum_path(dense_spec, *dense_shapes, optimize="optimal", **opts)
+        factors_flops = int(info.opt_flops)
+        dense_flops = int(rec.opt_flops) + int(dense.opt_flops)
+        mode = "factors" if factors_flops <= dense_flops else "dense"
+        expr = None
+        if mode == "factors":
+            expr = conv_einsum_expression(self.spec, folded, *shapes, optimize="optimal", **opts)
+        return Plan(mode, factors_flops, dense_flops), expr
+
+    def _plan_for(
+        self, folded: tuple[int, ...], dtype: torch.dtype, device: torch.device
+    ) -> tuple[Plan, Any]:
+        key = (folded, dtype, device)
+        found = self._plans.get(key)
+        if found is None:
+            found = self._plans[key] = self._make_plan(folded, dtype, device)
+        return found
+
+    def plan(self, input_shape: Sequence[int]) -> Plan:
+        """The :class:`Plan` used for inputs of ``input_shape`` (a batch of 1 if the batch is omitted)."""
+        folded = self._folded_shape(self._batched_shape(tuple(input_shape)))
+        ref = self.factors[0]
+        return self._plan_for(folded, ref.dtype, ref.device)[0]
+
+    def flops(self, input_shape: Sequence[int]) -> int:
+        """Planned FLOPs of the forward pass for ``input_shape`` (without bias), in the algebra's cost
+        model; the batch may be omitted (then 1)."""
+        return self.plan(input_shape).flops
+
+    def _batched_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        raise NotImplementedError
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self._dims_repr()}, format={self.format!r}, ranks={self.ranks}, "
+            f"rate={self.compression_rate:.4g}, bias={self.bias is not None}"
+        )
+
+    def _dims_repr(self) -> str:
+        raise NotImplementedError
+
+
+def check_format_name(format: str) -> Format:
+    if isinstance(format, Format):
+        return format
+    if not isinstance(format, str) or format not in FORMATS:
+        raise ValueError(f"unknown format {format!r}; valid formats are {', '.join(FORMATS)}")
+    return get_format(format)
+
+
+def check_optional_rate(rate: float | None) -> float | None:
+    return None if rate is None else check_rate(rate)

@@ -1,0 +1,133 @@
+"""``TensorialLinear``: a fully connected layer whose weight is stored in a compression format."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from tnn.nn._tensorial import TensorialLayer, check_format_name, check_optional_rate
+
+__all__ = ["TensorialLinear"]
+
+
+class TensorialLinear(TensorialLayer):
+    """A drop-in replacement for ``nn.Linear`` whose weight ``W[t, s]`` is a tensor network.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        ``S`` and ``T``.
+    format : str
+        One of :data:`tnn.FORMATS` (default ``"rtt"``); the formats are those of
+        :class:`~tnn.nn.TensorialConv2d` without the spatial mode.
+    rate, rank, m, bias
+        As in :class:`~tnn.nn.TensorialConv2d`.
+
+    Notes
+    -----
+    Input ``(..., S)`` is flattened to ``(N, S)`` and folded to ``(N, S_0, .., S_{m-1})``; the format's
+    ``conv_einsum`` string (a plain einsum here) gives ``(N, T_0, .., T_{m-1})``, unfolded to ``(..., T)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        format: str = "rtt",
+        rate: float | None = None,
+        rank: int | Sequence[int] | None = None,
+        bias: bool = True,
+        *,
+        m: int | None = None,
+        device: Any = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        fmt = check_format_name(format)
+        rate = check_optional_rate(rate)
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        geometry = fmt.geometry(self.out_features, self.in_features, (), 1, m)
+        self._setup(geometry, fmt, rate, rank, bias, {"device": device, "dtype": dtype})
+
+    @classmethod
+    def from_dense(
+        cls,
+        module: nn.Linear,
+        format: str = "rtt",
+        rate: float | None = None,
+        rank: int | Sequence[int] | None = None,
+        init: str | None = "decompose",
+        *,
+        m: int | None = None,
+    ) -> TensorialLinear:
+        """A tensorial copy of ``module`` (an ``nn.Linear``); see :meth:`TensorialConv2d.from_dense`."""
+        if not isinstance(module, nn.Linear):
+            raise TypeError(f"TensorialLinear.from_dense expects an nn.Linear, got {type(module).__name__}")
+        layer = cls(
+            module.in_features,
+            module.out_features,
+            format=format,
+            rate=rate,
+            rank=rank,
+            bias=module.bias is not None,
+            m=m,
+            device=module.weight.device,
+            dtype=module.weight.dtype,
+        )
+        layer._load_dense(module, init)
+        return layer
+
+    def to_dense(self) -> nn.Linear:
+        """An ``nn.Linear`` computing the same function."""
+        ref = self.factors[0]
+        lin = nn.Linear(
+            self.in_features,
+            self.out_features,
+            bias=self.bias is not None,
+            device=ref.device,
+            dtype=ref.dtype,
+        )
+        with torch.no_grad():
+            lin.weight.copy_(self.dense_weight())
+            if self.bias is not None:
+                lin.bias.copy_(self.bias)
+        return lin
+
+    def _batched_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        if len(shape) == 0 or shape[-1] != self.in_features:
+            raise ValueError(f"TensorialLinear: expected input (..., {self.in_features}), got shape {shape}")
+        n = 1
+        for d in shape[:-1]:
+            n *= d
+        return (n, self.in_features)
+
+    def _folded_shape(self, x_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (x_shape[0], *self.geometry.in_folds)
+
+    def _dense_op_spec(self, folded: tuple[int, ...]) -> tuple[str, list[tuple[int, ...]]]:
+        return "bs,ts->bt", [(folded[0], self.in_features), (self.out_features, self.in_features)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"TensorialLinear: expected input (..., {self.in_features}), got shape {tuple(x.shape)}"
+            )
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, self.in_features)
+        folded = self._folded_shape(tuple(flat.shape))
+        plan, expr = self._plan_for(folded, x.dtype, x.device)
+        if plan.mode == "dense":
+            y = F.linear(flat, self.dense_weight(), self.bias)
+        else:
+            y = expr(flat.reshape(folded), *self.factors).reshape(-1, self.out_features)
+            if self.bias is not None:
+                y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def _dims_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
