@@ -1,0 +1,236 @@
+"""The planning problem of a ``conv_einsum`` call: sizes, intermediates and FLOP counts.
+
+An intermediate is identified by the set of original operands it combines (a bit mask): its indices
+and sizes do not depend on the order in which those operands were combined. For a convolution index
+``c`` with signal size ``n``, padding ``(pl, pr)``, dilation ``d``, stride ``s`` and filters of sizes
+``k_1 .. k_m``:
+
+* an intermediate holding the signal and the filters ``F`` has size ``n + pl + pr - d * sum_{f in F}
+  (k_f - 1)`` along ``c``, then ``floor((. - 1) / s) + 1`` once every filter is in (stride is applied by
+  the step that brings in the last filter);
+* an intermediate holding only filters ``F`` has size ``1 + sum_{f in F} (k_f - 1)`` (their full
+  convolution).
+
+FLOPs of a pairwise step follow opt_einsum's convention: the product of the sizes of every index in
+the step, doubled when something is summed. A convolution index shared by both operands counts
+``output size x kernel size`` (the kernel is the filter operand; for a filter-filter step, the smaller
+one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .options import ConvOption, resolve_padding
+from .spec import ParsedSpec
+
+__all__ = ["ConvIndex", "Node", "Problem"]
+
+
+@dataclass(frozen=True)
+class ConvIndex:
+    """Everything the planner and the evaluator need to know about one convolution index."""
+
+    name: str
+    signal: int  # operand position of the signal
+    filters: tuple[int, ...]  # operand positions of the filters
+    n: int  # signal size (unpadded)
+    kernels: tuple[tuple[int, int], ...]  # (operand, size) of each filter
+    kernel: int  # K, size of the full convolution of all filters
+    pad: tuple[int, int]
+    stride: int
+    dilation: int
+    circular: bool
+    out: int  # output size
+
+    def kernel_of(self, op: int) -> int:
+        for p, k in self.kernels:
+            if p == op:
+                return k
+        raise KeyError(op)
+
+
+@dataclass(frozen=True)
+class Node:
+    """An intermediate: the operands it combines, its indices and their sizes."""
+
+    mask: int
+    indices: frozenset[str]
+    sizes: dict[str, int] = field(compare=False, hash=False)
+
+    @property
+    def numel(self) -> int:
+        total = 1
+        for i in self.indices:
+            total *= self.sizes[i]
+        return total
+
+
+def _shape_error(spec: ParsedSpec, message: str) -> ValueError:
+    return ValueError(f"{message} (spec {str(spec)!r})")
+
+
+class Problem:
+    """Sizes and symbolic intermediates of one ``conv_einsum`` call.
+
+    Parameters
+    ----------
+    spec : ParsedSpec
+    shapes : tuple of tuple of int
+        One shape per operand.
+    options : tuple of ConvOption
+        One per convolution index, in ``spec.conv`` order.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of operands, wrong number of dimensions, inconsistent sizes of a
+        non-convolution index, an empty filter, or a non-positive convolution output size.
+    """
+
+    def __init__(
+        self, spec: ParsedSpec, shapes: tuple[tuple[int, ...], ...], options: tuple[ConvOption, ...]
+    ):
+        self.spec = spec
+        self.shapes = shapes
+        n_ops = spec.num_operands
+        if len(shapes) != n_ops:
+            raise _shape_error(
+                spec,
+                f"the spec has {n_ops} input term(s) {list(spec.inputs)} but {len(shapes)} operand(s) "
+                "were given",
+            )
+        conv_set = set(spec.conv)
+        sizes: dict[str, int] = {}
+        where: dict[str, int] = {}
+        for pos, (term, shape) in enumerate(zip(spec.inputs, shapes, strict=False)):
+            if len(shape) != len(term):
+                raise _shape_error(
+                    spec,
+                    f"operand {pos} has {len(shape)} dimension(s) {tuple(shape)} but its term {term!r} "
+                    f"has {len(term)} index(es)",
+                )
+            for ch, size in zip(term, shape, strict=False):
+                if ch in conv_set:
+                    continue
+                if ch in sizes and sizes[ch] != size:
+                    raise _shape_error(
+                        spec,
+                        f"index {ch!r} has size {sizes[ch]} in operand {where[ch]} but size {size} "
+                        f"in operand {pos}",
+                    )
+                sizes.setdefault(ch, size)
+                where.setdefault(ch, pos)
+        self.sizes = sizes
+        self.conv: dict[str, ConvIndex] = {}
+        for c, opt in zip(spec.conv, options, strict=False):
+            sig = spec.signal_of(c)
+            filters = spec.filters_of(c)
+            n = shapes[sig][spec.inputs[sig].index(c)]
+            kernels = tuple((f, shapes[f][spec.inputs[f].index(c)]) for f in filters)
+            for f, k in kernels:
+                if k < 1:
+                    raise _shape_error(
+                        spec, f"convolution index {c!r} has an empty filter (size {k}) in operand {f}"
+                    )
+            kernel = 1 + sum(k - 1 for _, k in kernels)
+            pad = resolve_padding(opt, kernel)
+            span = n + pad[0] + pad[1] - opt.dilation * (kernel - 1)
+            if span < 1:
+                raise _shape_error(
+                    spec,
+                    f"convolution index {c!r} has no valid output: signal size {n} (operand {sig}), padding "
+                    f"{pad}, combined filter size {kernel} (filter sizes {[k for _, k in kernels]}), "
+                    f"dilation {opt.dilation}",
+                )
+            if opt.circular and n == 0 and pad != (0, 0):
+                raise _shape_error(spec, f"convolution index {c!r}: cannot pad an empty signal circularly")
+            out = (span - 1) // opt.stride + 1
+            self.conv[c] = ConvIndex(
+                c, sig, filters, n, kernels, kernel, pad, opt.stride, opt.dilation, opt.circular, out
+            )
+        out_set = set(spec.output)
+        reduced = []
+        for pos, term in enumerate(spec.inputs):
+            others = set("".join(t for p, t in enumerate(spec.inputs) if p != pos))
+            keep = []
+            for ch in term:
+                if ch not in keep and (ch in out_set or ch in others):
+                    keep.append(ch)
+            reduced.append("".join(keep))
+        #: per operand, its distinct indices that are needed beyond it (order of first occurrence)
+        self.terms: tuple[str, ...] = tuple(reduced)
+        self._term_sets = tuple(frozenset(t) for t in reduced)
+        self._out_set = frozenset(out_set)
+        self.full_mask = (1 << n_ops) - 1
+        self._nodes: dict[int, Node] = {}
+        self._steps: dict[tuple[int, int], int] = {}
+
+    @property
+    def num_operands(self) -> int:
+        return self.spec.num_operands
+
+    @property
+    def is_pure(self) -> bool:
+        """True when the spec has no convolution index."""
+        return not self.conv
+
+    def node(self, mask: int) -> Node:
+        """The intermediate combining the operands in ``mask``."""
+        found = self._nodes.get(mask)
+        if found is not None:
+            return found
+        raw: set[str] = set()
+        outside: set[str] = set(self._out_set)
+        for pos, ts in enumerate(self._term_sets):
+            if mask >> pos & 1:
+                raw |= ts
+            else:
+                outside |= ts
+        indices = frozenset(raw & outside)
+        sizes = {}
+        for i in indices:
+            ci = self.conv.get(i)
+            if ci is None:
+                sizes[i] = self.sizes[i]
+                continue
+            inside = [k for f, k in ci.kernels if mask >> f & 1]
+            if mask >> ci.signal & 1:
+                length = ci.n + ci.pad[0] + ci.pad[1] - ci.dilation * sum(k - 1 for k in inside)
+                if len(inside) == len(ci.kernels):
+                    length = (length - 1) // ci.stride + 1
+            else:
+                length = 1 + sum(k - 1 for k in inside)
+            sizes[i] = length
+        node = Node(mask, indices, sizes)
+        self._nodes[mask] = node
+        return node
+
+    def step_flops(self, a: int, b: int) -> int:
+        """FLOPs of combining the intermediates ``a`` and ``b`` (bit masks, disjoint)."""
+        key = (a, b) if a < b else (b, a)
+        found = self._steps.get(key)
+        if found is not None:
+            return found
+        na, nb, nr = self.node(a), self.node(b), self.node(a | b)
+        flops = 1
+        inner = False
+        for i in na.indices | nb.indices:
+            ci = self.conv.get(i)
+            if ci is not None and i in na.indices and i in nb.indices:
+                inner = True
+                if a >> ci.signal & 1:
+                    kernel = nb.sizes[i]
+                elif b >> ci.signal & 1:
+                    kernel = na.sizes[i]
+                else:
+                    kernel = min(na.sizes[i], nb.sizes[i])
+                flops *= nr.sizes[i] * kernel
+            else:
+                flops *= na.sizes[i] if i in na.indices else nb.sizes[i]
+                if i not in nr.indices:
+                    inner = True
+        if inner:
+            flops *= 2
+        self._steps[key] = flops
+        return flops
