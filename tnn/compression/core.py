@@ -50,7 +50,10 @@ def n_params(module: nn.Module) -> int:
 
 
 def dense_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
-    """Multiply-accumulates of a dense ``Conv2d`` / ``Linear`` for ONE sample.
+    """FLOPs of a dense ``Conv2d`` / ``Linear`` for ONE sample: 2 x multiply-accumulates (bias excluded).
+
+    This is opt_einsum's convention (product of the index sizes, doubled when an index is summed),
+    the one :meth:`tnn.nn.TensorialConv2d.flops` uses, so dense and tensorial figures compare.
 
     Parameters
     ----------
@@ -68,10 +71,10 @@ def dense_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
         ):
             out_hw.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
         per_out = (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
-        return int(module.out_channels * out_hw[0] * out_hw[1] * per_out)
+        return int(2 * module.out_channels * out_hw[0] * out_hw[1] * per_out)
     if isinstance(module, nn.Linear):
         lead = math.prod(input_shape[:-1]) if len(input_shape) > 1 else 1
-        return int(lead * module.in_features * module.out_features)
+        return int(2 * lead * module.in_features * module.out_features)
     raise TypeError(f"dense_flops expects nn.Conv2d or nn.Linear, got {type(module).__name__}")
 
 
@@ -79,7 +82,7 @@ def _pair_padding(conv: nn.Conv2d, hw: tuple[int, int]) -> tuple[int, int]:
     if isinstance(conv.padding, str):
         if conv.padding == "valid":
             return (0, 0)
-        # "same": total padding d*(k-1), split; MAC count uses the output size = input size
+        # "same": total padding d*(k-1), split; the output size equals the input size
         return tuple(conv.dilation[i] * (conv.kernel_size[i] - 1) // 2 for i in range(2))  # type: ignore[return-value]
     return conv.padding  # type: ignore[return-value]
 
@@ -185,7 +188,7 @@ def compress(
         ``init="random"`` nothing is decomposed; then load the compressed checkpoint's ``state_dict``.
     input_shape : sequence of int, optional
         Shape of one input sample, e.g. ``(3, 32, 32)``; when given, the report includes the
-        multiply-accumulates (MACs) of every layer before and after.
+        FLOPs (per sample, 2 x multiply-accumulates) of every layer before and after.
 
     Returns
     -------

@@ -30,7 +30,8 @@ class LayerReport:
     params_before, params_after : int
         Parameters (weight + bias) of the layer before and after.
     flops_before, flops_after : int or None
-        Multiply-accumulates for one sample, when the report was given an input shape.
+        FLOPs for one sample (2 x multiply-accumulates, opt_einsum's convention), when the report was
+        given an input shape.
     status : str
         ``"compressed"``, ``"dense"`` (budget infeasible) or ``"skipped"`` (include/exclude).
     reason : str
@@ -126,7 +127,7 @@ class CompressionReport:
 
     @property
     def flops_before(self) -> int | None:
-        """Total multiply-accumulates of the layers per sample, or None if not measured."""
+        """Total FLOPs of the layers per sample, or None if not measured."""
         values = [row.flops_before for row in self.layers]
         return None if not values or any(v is None for v in values) else int(sum(values))  # type: ignore[arg-type]
 
@@ -172,7 +173,7 @@ class CompressionReport:
 
     def table(self) -> str:
         """A fixed-width text table: one line per layer, then the totals."""
-        headers = ["layer", "shape", "format", "ranks", "params", "-> params", "rate", "MACs", "-> MACs"]
+        headers = ["layer", "shape", "format", "ranks", "params", "-> params", "rate", "FLOPs", "-> FLOPs"]
         lines = []
         for row in self.layers:
             ranks = "-" if row.ranks is None else _short(row.ranks)

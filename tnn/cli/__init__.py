@@ -1,0 +1,1 @@
+"""The ``tnn`` command line (also ``python -m tnn``); see :func:`tnn.cli.main.main`."""

@@ -1,0 +1,260 @@
+"""Flags, model/data loading, output directories and JSON output shared by the commands."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tnn.cli.errors import CLIError
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    pass
+
+
+def command_parser(
+    subparsers: argparse._SubParsersAction, name: str, summary: str, description: str, examples: str
+) -> argparse.ArgumentParser:
+    """A subcommand parser with a description and an examples epilog."""
+    return subparsers.add_parser(
+        name, help=summary, description=description, epilog="examples:\n" + examples,
+        formatter_class=_Formatter,
+    )
+
+
+# ---------------------------------------------------------------- flags
+def add_common(p: argparse.ArgumentParser) -> None:
+    """``--device``, ``--seed``, ``--quiet``, ``--json``."""
+    g = p.add_argument_group("run")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (auto: cuda if available)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (initialisation and batch order)")
+    g.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+    g.add_argument("--json", action="store_true",
+                   help="end with one JSON line of the figures on stdout (human output goes to stderr)")
+
+
+def add_model(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--model`` and ``--weights``."""
+    from tnn.models import MODELS
+
+    g = p.add_argument_group("model")
+    g.add_argument("--model", required=required, help=f"model name: {', '.join(MODELS)}")
+    g.add_argument("--weights", help="checkpoint to load: a pretrained state_dict or a tnn checkpoint "
+                   "(a compressed model is rebuilt from its metadata)")
+
+
+def add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--dataset``, ``--data-dir``, ``--batch-size``."""
+    from tnn.data import DATA_DIR_ENV, DATASETS
+
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", required=required, help=f"dataset name: {', '.join(DATASETS)}")
+    g.add_argument("--data-dir", help=f"data root (default: ${DATA_DIR_ENV}); unused by digits/synthetic")
+    g.add_argument("--batch-size", type=int, default=128, help="batch size")
+
+
+def add_compression(p: argparse.ArgumentParser, required: bool = False) -> None:
+    """``--format``, ``--rate``, ``--include``, ``--exclude``."""
+    from tnn.formats import FORMATS
+
+    g = p.add_argument_group("compression")
+    g.add_argument("--format", required=required, help=f"tensor format: {', '.join(FORMATS)}")
+    g.add_argument("--rate", type=float, default=0.1, help="target compression rate in (0, 1]: kept fraction "
+                   "of each layer's parameters")
+    g.add_argument("--include", nargs="*", default=None, metavar="GLOB",
+                   help="compress only layers whose name matches one of these patterns")
+    g.add_argument("--exclude", nargs="*", default=None, metavar="GLOB",
+                   help="keep layers whose name matches one of these patterns dense")
+
+
+def add_output(p: argparse.ArgumentParser, required: bool = False) -> None:
+    p.add_argument("--out", required=required, help="output directory (created when the work succeeds)")
+
+
+# ---------------------------------------------------------------- values
+def device_of(args: argparse.Namespace) -> torch.device:
+    """The device named by ``--device``; CLIError if CUDA is requested but absent."""
+    value = str(args.device)
+    if value == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(value)
+    except RuntimeError as exc:
+        raise CLIError(f"--device {value!r} is not a device; valid: auto, cpu, cuda, cuda:N") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CLIError(f"--device {value}: CUDA is not available on this machine; use --device cpu or auto")
+    if dev.type not in ("cpu", "cuda"):
+        raise CLIError(f"--device {value!r}: valid devices are auto, cpu, cuda, cuda:N")
+    return dev
+
+
+def check_rate(rate: float) -> float:
+    if not (0.0 < rate <= 1.0):
+        raise CLIError(f"--rate must be in (0, 1], got {rate}")
+    return rate
+
+
+def check_format(name: str | None) -> str | None:
+    if name is None:
+        return None
+    from tnn.formats import FORMATS
+
+    if name not in FORMATS:
+        raise CLIError(f"unknown format {name!r}; valid formats: {', '.join(FORMATS)}")
+    return name
+
+
+def check_positive(value: int | float | None, flag: str) -> None:
+    if value is not None and value <= 0:
+        raise CLIError(f"{flag} must be positive, got {value}")
+
+
+def input_shape(model_name: str) -> tuple[int, int, int]:
+    """Per-sample input shape of a model of :mod:`tnn.models`."""
+    if model_name == "lenet5":
+        return (1, 28, 28)
+    if model_name == "resnet50":
+        return (3, 224, 224)
+    return (3, 32, 32)
+
+
+def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
+    """Build ``--model`` and load ``--weights``.
+
+    A tnn checkpoint whose metadata holds a compression ``plan`` is rebuilt as that compressed
+    architecture (``compress(model, plan=...)``, no decomposition) before its weights are loaded.
+
+    Returns
+    -------
+    (model, metadata)
+        ``metadata`` is the checkpoint's (empty without ``--weights`` or for foreign checkpoints).
+    """
+    from tnn.io import load_checkpoint
+    from tnn.models import get_model, load_pretrained
+
+    meta: dict[str, Any] = {}
+    ckpt: dict[str, Any] | None = None
+    if args.weights:
+        ckpt = load_checkpoint(args.weights)
+        meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), dict) else {}
+    name = args.model or meta.get("model")
+    if not name:
+        raise CLIError("--model is required (the checkpoint does not name its model)")
+    if meta.get("model") and args.model and meta["model"] != args.model:
+        raise CLIError(f"--weights {args.weights} holds a {meta['model']!r} model, not {args.model!r}")
+    args.model = name
+    model = get_model(name)
+    if ckpt is None:
+        return model, meta
+    plan = meta.get("plan")
+    if plan:
+        from tnn.compression import compress
+
+        model = compress(model, plan=plan)
+        try:
+            model.load_state_dict(ckpt["model"])
+        except (RuntimeError, KeyError) as exc:
+            raise CLIError(f"checkpoint {args.weights} does not fit the compressed {name}: "
+                           f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
+        return model, meta
+    load_pretrained(model, args.weights)
+    return model, meta
+
+
+def load_data(args: argparse.Namespace, split: str, augment: bool = False) -> Any:
+    """``tnn.data.get_dataset(--dataset, split, --data-dir)`` normalised for ``--model``."""
+    from tnn.data import get_dataset
+
+    return get_dataset(args.dataset, split, data_dir=args.data_dir, augment=augment, model=args.model)
+
+
+# ---------------------------------------------------------------- output
+class Printer:
+    """Human output: stdout, or stderr when ``--json`` (stdout then ends with the JSON line)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.json = bool(getattr(args, "json", False))
+        self.quiet = bool(getattr(args, "quiet", False))
+
+    def __call__(self, *parts: object) -> None:
+        if not self.quiet:
+            print(*parts, file=sys.stderr if self.json else sys.stdout, flush=True)
+
+    def result(self, figures: dict[str, Any]) -> None:
+        """The final JSON line (only with ``--json``)."""
+        if self.json:
+            print(json.dumps(figures, default=_json_default), flush=True)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def write_json(path: Path, data: Any) -> None:
+    from tnn.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+@contextlib.contextmanager
+def output_dir(path: str | None, keep_on_interrupt: bool = False) -> Iterator[Path | None]:
+    """Create ``--out`` for the block; remove it again if we created it and the block fails.
+
+    With ``keep_on_interrupt`` (training), a ``KeyboardInterrupt`` keeps it so ``--resume`` can continue.
+    """
+    if path is None:
+        yield None
+        return
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {path} exists and is not a directory")
+    created = not out.exists()
+    top = out  # the outermost folder this call creates, removed on failure
+    while not top.parent.exists() and top.parent != top:
+        top = top.parent
+    if created:
+        out.mkdir(parents=True)
+    try:
+        yield out
+    except KeyboardInterrupt:
+        if created and not keep_on_interrupt:
+            shutil.rmtree(top, ignore_errors=True)
+        raise
+    except BaseException:
+        if created:
+            shutil.rmtree(top, ignore_errors=True)
+        raise
+
+
+def compressed_metadata(model_name: str, report: Any, **extra: Any) -> dict[str, Any]:
+    """Checkpoint metadata of a compressed model: format, rate, per-layer ranks and the rebuild plan."""
+    return {
+        "model": model_name,
+        "format": report.format,
+        "rate": report.rate,
+        "ranks": {row.name: row.ranks for row in report.compressed},
+        "plan": report.to_dict(),
+        **extra,
+    }
+
+
+def save_model(path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
+    """Write ``{"metadata", "model"}`` atomically (loadable by ``tnn evaluate --weights``)."""
+    from tnn.io import checkpoint_metadata, save_checkpoint
+
+    meta = dict(metadata)
+    step = int(meta.pop("step", 0))
+    save_checkpoint(path, {"metadata": checkpoint_metadata(step=step, **meta), "model": model.state_dict()})
