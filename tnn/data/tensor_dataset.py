@@ -82,7 +82,7 @@ class ImageTensorDataset(Dataset):
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, C, H, W)`` -> float32 ``(images / 255 - mean) / std``."""
-        return images.to(torch.float32).div_(255.0).sub_(self.mean).div_(self.std)
+        return images.to(torch.float32, copy=True).div_(255.0).sub_(self.mean).div_(self.std)
 
     def augment_batch(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """Random crop (``crop_padding``) then random horizontal flip (if ``hflip``) of a uint8 batch."""
