@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 DIGITS_TRAIN_SIZE = 1437  # the remaining 360 form the test split
 DIGITS_SPLIT_SEED = 0
+
+
+@functools.lru_cache(maxsize=1)
+def _all_digits() -> tuple[torch.Tensor, torch.Tensor]:
+    try:
+        from sklearn.datasets import load_digits as sk_load_digits
+    except ImportError as err:  # pragma: no cover - scikit-learn is in the demo extra
+        raise ImportError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from err
+    bunch = sk_load_digits()
+    images = torch.from_numpy(bunch.images.astype(np.float32) * (255.0 / 16.0)).unsqueeze(1)
+    images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False)
+    images = images.round().clamp(0, 255).to(torch.uint8)
+    return images, torch.from_numpy(bunch.target.astype(np.int64))
 
 
 def load_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,15 +32,7 @@ def load_digits(split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     fixed permutation (``numpy.random.default_rng(0)``): its first 1437 images are "train", the last 360
     "test".
     """
-    try:
-        from sklearn.datasets import load_digits as sk_load_digits
-    except ImportError as err:  # pragma: no cover - scikit-learn is in the demo extra
-        raise ImportError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from err
-    bunch = sk_load_digits()
-    images = torch.from_numpy(bunch.images.astype(np.float32) * (255.0 / 16.0)).unsqueeze(1)
-    images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False)
-    images = images.round().clamp(0, 255).to(torch.uint8)
-    labels = torch.from_numpy(bunch.target.astype(np.int64))
+    images, labels = _all_digits()
     order = torch.from_numpy(np.random.default_rng(DIGITS_SPLIT_SEED).permutation(len(labels)))
     idx = order[:DIGITS_TRAIN_SIZE] if split == "train" else order[DIGITS_TRAIN_SIZE:]
     return images[idx].contiguous(), labels[idx]
