@@ -95,6 +95,10 @@ def test_download_from_file_mirror(tmp_path: Path, datasets_dir: Path) -> None:
     target = download_mnist(tmp_path / "data" / "mnist", mirrors=[f"file://{tmp_path}/bad/", mirror.as_uri()])
     assert sorted(p.name for p in target.iterdir()) == sorted(p.name for p in mirror.iterdir())
     assert len(get_dataset("mnist", "test", data_dir=tmp_path / "data")) == 10000
+    fresh = get_dataset(
+        "mnist", "test", data_dir=tmp_path / "fresh", download=True, mirrors=[mirror.as_uri()]
+    )
+    assert len(fresh) == 10000 and (tmp_path / "fresh" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
     # a corrupted mirror file fails the md5 check
     broken = tmp_path / "broken"
     shutil.copytree(mirror, broken)

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from tnn.data.cifar import CIFAR10_CLASSES, load_cifar10
 from tnn.data.digits import load_digits
 from tnn.data.image_folder import ImageFolderDataset, find_split_dir
-from tnn.data.mnist import download_mnist, find_mnist_dir, load_mnist
+from tnn.data.mnist import MNIST_MIRRORS, download_mnist, find_mnist_dir, load_mnist
 from tnn.data.normalization import DEFAULT_MODEL, normalization
 from tnn.data.synthetic import make_synthetic
 from tnn.data.tensor_dataset import ImageTensorDataset
@@ -58,7 +58,7 @@ def get_dataset(
 
         - ``"mnist"``: 60,000 / 10,000 images ``(1, 28, 28)`` from the IDX files (gz or not) in
           ``data_dir``, ``data_dir/mnist`` or ``data_dir/MNIST/raw``; ``download=True`` fetches them first
-          (md5-verified) into ``data_dir/mnist`` when absent;
+          (md5-verified, from ``mirrors`` or the default mirrors) into ``data_dir/mnist`` when absent;
         - ``"cifar10"``: 50,000 / 10,000 images ``(3, 32, 32)`` from npz batches or the official
           ``cifar-10-batches-py`` pickles in ``data_dir``, ``data_dir/cifar10`` or
           ``data_dir/cifar-10-batches-py``;
@@ -98,6 +98,7 @@ def get_dataset(
     model = model or DEFAULT_MODEL[name]
     mean, std = normalization(model)
     download = bool(kw.pop("download", False))
+    mirrors = kw.pop("mirrors", MNIST_MIRRORS)
     if name == "imagenet":
         folder = find_split_dir(resolve_data_dir(data_dir), split)
         return ImageFolderDataset(folder, mean, std, augment=augment, **kw)  # type: ignore[arg-type]
@@ -108,7 +109,7 @@ def get_dataset(
             try:
                 find_mnist_dir(root)
             except ValueError:
-                download_mnist(root / "mnist")
+                download_mnist(root / "mnist", mirrors=mirrors)  # type: ignore[arg-type]
         images, labels = load_mnist(resolve_data_dir(root), split)
     elif name == "cifar10":
         images, labels = load_cifar10(resolve_data_dir(data_dir), split)
