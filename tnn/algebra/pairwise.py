@@ -95,7 +95,8 @@ def conv_step(
     out_idx : str
         Indices of the result (any order; used to decide kept vs summed).
     sizes : dict
-        Sizes of the non-convolution indices.
+        Sizes of the non-convolution indices (sizes of ``N`` and ``T``, which may hold
+        convolution indices, are read from the operands).
 
     Returns
     -------
@@ -116,9 +117,8 @@ def conv_step(
     nx = len(n_idx)
     g = prod(sizes[i] for i in g_idx)
     s = prod(sizes[i] for i in s_idx)
-    t = prod(sizes[i] for i in t_idx)
     g_sizes = [sizes[i] for i in g_idx]
-    t_sizes = [sizes[i] for i in t_idx]
+    ng, nt = len(g_idx), len(t_idx)
     flip = [2 + k for k, d in enumerate(dims) if d.mode == "full"]
     conv_fn = _CONV[len(dims)]
     stride = tuple(d.stride for d in dims)
@@ -132,6 +132,8 @@ def conv_step(
         if not w_identity:
             w = w.permute(w_perm)
         batch = x.shape[:nx]
+        t_sizes = w.shape[ng : ng + nt]
+        t = prod(t_sizes)
         spatial_x = x.shape[x.ndim - len(dims) :]
         spatial_w = w.shape[w.ndim - len(dims) :]
         x = x.reshape(prod(batch), g * s, *spatial_x)

@@ -1,0 +1,94 @@
+"""Pure contractions (no convolution index) against torch.einsum, on hypothesis-generated specs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tnn.algebra import conv_einsum, conv_einsum_path, parse_spec
+
+LETTERS = "abcdefgAB"
+
+
+@st.composite
+def pure_specs(draw, max_operands: int = 5, diagonals: bool = False):
+    """A random spec with batch, outer, contracted and summed-out indices, plus matching shapes."""
+    n = draw(st.integers(1, max_operands))
+    sizes = {ch: draw(st.integers(1, 3)) for ch in LETTERS}
+    terms = []
+    for _ in range(n):
+        k = draw(st.integers(0, 4))
+        letters = draw(st.lists(st.sampled_from(LETTERS), min_size=k, max_size=k, unique=not diagonals))
+        terms.append("".join(letters))
+    used = sorted(set("".join(terms)))
+    out = draw(st.permutations(used)) if used else []
+    keep = draw(st.integers(0, len(used)))
+    output = "".join(out[:keep])
+    spec = ",".join(terms) + "->" + output
+    shapes = [tuple(sizes[ch] for ch in term) for term in terms]
+    return spec, shapes
+
+
+def _operands(shapes):
+    return [torch.randn(s, dtype=torch.float64) for s in shapes]
+
+
+@settings(max_examples=60, deadline=None)
+@given(pure_specs(), st.sampled_from(["optimal", "greedy", "naive"]))
+def test_pure_contraction_equals_torch_einsum(case, optimize):
+    spec, shapes = case
+    ops = _operands(shapes)
+    ref = torch.einsum(spec, *ops)
+    out = conv_einsum(spec, *ops, optimize=optimize)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref)
+
+
+@settings(max_examples=30, deadline=None)
+@given(pure_specs(max_operands=3, diagonals=True))
+def test_repeated_index_within_operand_is_a_diagonal(case):
+    spec, shapes = case
+    ops = _operands(shapes)
+    torch.testing.assert_close(conv_einsum(spec, *ops), torch.einsum(spec, *ops))
+
+
+@settings(max_examples=40, deadline=None)
+@given(pure_specs(max_operands=6))
+def test_planned_flops_never_above_naive(case):
+    spec, shapes = case
+    for optimize in ("optimal", "greedy"):
+        path, info = conv_einsum_path(spec, *shapes, optimize=optimize)
+        assert info.opt_flops <= info.naive_flops
+        assert len(path) == max(len(shapes) - 1, 0)
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["ij,jk->ik", "bij,bjk->bik", "i,j->ij", "bi,bi->bi", "ij->", "ii->i", "ii->", "ij,ij,ij->", "i,i->"],
+)
+def test_named_contractions(spec):
+    sizes = {"i": 3, "j": 4, "k": 2, "b": 2}
+    ops = _operands([tuple(sizes[c] for c in t) for t in spec.split("->")[0].split(",")])
+    torch.testing.assert_close(conv_einsum(spec, *ops), torch.einsum(spec, *ops))
+
+
+def test_implicit_output_like_einsum():
+    a, b = torch.randn(3, 4, dtype=torch.float64), torch.randn(4, 5, dtype=torch.float64)
+    torch.testing.assert_close(conv_einsum("ij,jk", a, b), torch.einsum("ij,jk", a, b))
+    assert parse_spec("ba,c").output == "abc"
+    assert parse_spec("bh,h|h").output == "bh"
+
+
+def test_spaces_and_comma_separated_conv_indices():
+    assert parse_spec(" bs hw , tshw -> bthw | h, w") == parse_spec("bshw,tshw->bthw|hw")
+
+
+def test_optimal_matches_opt_einsum_cost_on_a_chain():
+    import opt_einsum
+
+    shapes = [(10, 20), (20, 5), (5, 30), (30, 2)]
+    _, info = conv_einsum_path("ab,bc,cd,de->ae", *shapes)
+    _, oe_info = opt_einsum.contract_path("ab,bc,cd,de->ae", *shapes, shapes=True, optimize="optimal")
+    assert info.opt_flops == oe_info.opt_cost
