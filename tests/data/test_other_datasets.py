@@ -108,5 +108,9 @@ def test_normalization_table() -> None:
     assert normalization("lenet5") == ((0.1307,), (0.3081,))
     assert normalization("resnet32") == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     assert normalization("resnet50") == normalization("resnet110")
+    from tnn.models import get_model
+
+    ds = get_dataset("synthetic", "test", size=4, model=get_model("lenet5"))
+    assert ds.tensors()[0].shape == (4, 1, 28, 28) and ds.mean.flatten().tolist() == [0.1307]
     with pytest.raises(ValueError, match="no normalisation for model 'vgg'"):
         normalization("vgg")

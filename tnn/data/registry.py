@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from torch import nn
 from torch.utils.data import Dataset
 
 from tnn.data.cifar import CIFAR10_CLASSES, load_cifar10
@@ -46,7 +47,7 @@ def get_dataset(
     split: str = "train",
     data_dir: str | os.PathLike[str] | None = None,
     augment: bool = False,
-    model: str | None = None,
+    model: str | nn.Module | None = None,
     **kw: object,
 ) -> Dataset:
     """Build a dataset by name.
@@ -74,8 +75,9 @@ def get_dataset(
     augment : bool
         Random crop with padding (4 for CIFAR, 2 for MNIST/digits) plus horizontal flip (CIFAR and
         synthetic only); random crop + flip for ImageNet.
-    model : str, optional
-        Model whose normalisation to apply (:func:`tnn.data.normalization`); defaults to lenet5 for
+    model : str or nn.Module, optional
+        Model (name, or a model with an ``arch`` attribute such as those of :func:`tnn.models.get_model`)
+        whose normalisation to apply (:func:`tnn.data.normalization`); defaults to lenet5 for
         MNIST/digits, resnet32 for CIFAR-10 and synthetic, resnet50 for ImageNet.
 
     Returns
@@ -95,7 +97,7 @@ def get_dataset(
     if split not in _SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: train, test (or val)")
     split = _SPLITS[split]
-    model = model or DEFAULT_MODEL[name]
+    model = getattr(model, "arch", model) or DEFAULT_MODEL[name]
     mean, std = normalization(model)
     download = bool(kw.pop("download", False))
     mirrors = kw.pop("mirrors", MNIST_MIRRORS)
