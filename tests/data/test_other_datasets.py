@@ -111,6 +111,6 @@ def test_normalization_table() -> None:
     from tnn.models import get_model
 
     ds = get_dataset("synthetic", "test", size=4, model=get_model("lenet5"))
-    assert ds.tensors()[0].shape == (4, 1, 28, 28) and ds.mean.flatten().tolist() == [0.1307]
+    assert ds.tensors()[0].shape == (4, 1, 28, 28) and ds.mean.flatten().tolist() == pytest.approx([0.1307])
     with pytest.raises(ValueError, match="no normalisation for model 'vgg'"):
         normalization("vgg")
