@@ -279,3 +279,17 @@ def test_design_mismatches_name_the_problem() -> None:
         tnn_to_conv2d(nn.Conv2d(2, 2, 1))
     with pytest.raises(ValueError, match="spec"):
         tnn_to_conv2d(TNNLayer("bs,ts->bt", dict(s=2, t=2)))
+
+
+def test_unsupported_chains_and_expanding_bottleneck() -> None:
+    with pytest.raises(ValueError, match="supported designs"):
+        as_conv_einsum(nn.Sequential(*(nn.Conv2d(2, 2, 1) for _ in range(4))))
+    with pytest.raises(ValueError, match="no interpretation"):
+        as_conv_einsum(nn.Sequential(nn.Conv2d(2, 2, 1), nn.Linear(2, 2)))
+    expanding = nn.Sequential(
+        nn.Conv2d(4, 8, 1, bias=False), nn.Conv2d(8, 8, 3, padding=1, bias=False), nn.Conv2d(8, 4, 1)
+    )
+    x = torch.randn(1, 4, 5, 5)
+    torch.testing.assert_close(as_conv_einsum(expanding)(x), expanding(x), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="do not fit format 'tk'"):
+        bottleneck_to_tnn(expanding)
