@@ -249,13 +249,29 @@ class _Plan:
         else:
             x_is_a = bool(sig_a) or (not sig_b and problem.node(sa.mask).numel >= problem.node(sb.mask).numel)
             sx, sw = (sa, sb) if x_is_a else (sb, sa)
-            dims = tuple(self._dim(c, sx, mask, 0) for c in sx.indices if c in shared_conv)
-            fn, r_idx = conv_step(sx.indices, sw.indices, dims, "".join(node.indices), problem.sizes)
+            extra = self._extra_spatial(sx, sw, shared_conv)
+            dims = tuple(
+                ConvDim(c, "valid", 0) if c in extra else self._dim(c, sx, mask, 0)
+                for c in sx.indices
+                if c in shared_conv or c in extra
+            )
+            fn, r_idx = conv_step(sx.indices, sw.indices, dims, "".join(node.indices), problem.sizes, extra)
             if not x_is_a:
                 fn = _swap(fn)
             kind = "convolution"
         eq = f"{sa.indices},{sb.indices}->{r_idx}|{''.join(shared_conv)}"
         return fn, _State(r_idx, mask, pending), kind, eq
+
+    def _extra_spatial(self, sx: _State, sw: _State, shared_conv: list[str]) -> frozenset[str]:
+        """Indices of ``sx`` only, carried as kernel-1 spatial dims to spare a transposition.
+
+        These are the convolution indices of ``sx`` absent from ``sw`` (as ``w`` in
+        ``bahw,ahc->bchw|h``), if the call stays within three spatial dimensions.
+        """
+        extra = [i for i in sx.indices if i not in sw.indices and i in self.problem.conv]
+        if not extra or len(extra) + len(shared_conv) > 3:
+            return frozenset()
+        return frozenset(extra)
 
     def _dim(self, c: str, signal_state: _State, mask: int, side: int) -> ConvDim:
         """ConvDim of shared index ``c``; ``signal_state`` (on ``side``) holds its signal, if any."""

@@ -78,6 +78,7 @@ def conv_step(
     dims: tuple[ConvDim, ...],
     out_idx: str,
     sizes: dict[str, int],
+    extra: frozenset[str] = frozenset(),
 ) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str]:
     """Compile a step evaluated by one ``F.conv{1,2,3}d`` call; ``x`` is the input, ``w`` the weight.
 
@@ -91,27 +92,32 @@ def conv_step(
     x_idx, w_idx : str
         Index strings of the two operands.
     dims : tuple of ConvDim
-        The shared convolution indices, in the order they appear in ``x_idx``.
+        The spatial dimensions of the call, in the order they appear in ``x_idx``: the shared
+        convolution indices and the ``extra`` ones.
     out_idx : str
         Indices of the result (any order; used to decide kept vs summed).
     sizes : dict
         Sizes of the non-convolution indices (sizes of ``N`` and ``T``, which may hold
         convolution indices, are read from the operands).
+    extra : frozenset of str
+        Indices only in ``x`` that are carried as spatial dimensions with a kernel of size 1 (so that
+        ``x`` needs no transposition), e.g. ``w`` in ``bahw,ahc->bchw|h``.
 
     Returns
     -------
     fn : callable ``(x, w) -> result``
     result_idx : str
-        Index string of the result: ``N + G + T + C``.
+        Index string of the result: ``N + G + T + C`` (``C`` including ``extra``).
     """
     conv_names = [d.name for d in dims]
     shared = set(x_idx) & set(w_idx)
-    n_idx = [i for i in x_idx if i not in shared]
+    n_idx = [i for i in x_idx if i not in shared and i not in extra]
     g_idx = [i for i in x_idx if i in shared and i not in conv_names and i in out_idx]
     s_idx = [i for i in x_idx if i in shared and i not in conv_names and i not in out_idx]
     t_idx = [i for i in w_idx if i not in shared]
+    w_conv = [i for i in conv_names if i not in extra]
     x_perm = [x_idx.index(i) for i in n_idx + g_idx + s_idx + conv_names]
-    w_perm = [w_idx.index(i) for i in g_idx + t_idx + s_idx + conv_names]
+    w_perm = [w_idx.index(i) for i in g_idx + t_idx + s_idx + w_conv]
     x_identity = x_perm == list(range(len(x_perm)))
     w_identity = w_perm == list(range(len(w_perm)))
     nx = len(n_idx)
@@ -119,6 +125,7 @@ def conv_step(
     s = prod(sizes[i] for i in s_idx)
     g_sizes = [sizes[i] for i in g_idx]
     ng, nt = len(g_idx), len(t_idx)
+    is_extra = [d.name in extra for d in dims]
     flip = [2 + k for k, d in enumerate(dims) if d.mode == "full"]
     conv_fn = _CONV[len(dims)]
     stride = tuple(d.stride for d in dims)
@@ -135,16 +142,17 @@ def conv_step(
         t_sizes = w.shape[ng : ng + nt]
         t = prod(t_sizes)
         spatial_x = x.shape[x.ndim - len(dims) :]
-        spatial_w = w.shape[w.ndim - len(dims) :]
+        it = iter(w.shape[w.ndim - len(w_conv) :])
+        spatial_w = [1 if e else next(it) for e in is_extra]
         x = x.reshape(prod(batch), g * s, *spatial_x)
         w = w.reshape(g * t, s, *spatial_w)
         if flip:
             w = w.flip(flip)
-        padding = tuple(k - 1 if f else p for k, f, p in zip(spatial_w, full, pads, strict=False))
+        padding = tuple(k - 1 if f else p for k, f, p in zip(spatial_w, full, pads, strict=True))
         if x.numel() == 0 or w.numel() == 0:
             out_sp = [
                 (n + 2 * p - dl * (k - 1) - 1) // st + 1
-                for n, k, p, dl, st in zip(spatial_x, spatial_w, padding, dilation, stride, strict=False)
+                for n, k, p, dl, st in zip(spatial_x, spatial_w, padding, dilation, stride, strict=True)
             ]
             out = x.new_zeros(x.shape[0], g * t, *out_sp) + (x.sum() + w.sum()) * 0
         else:
