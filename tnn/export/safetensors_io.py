@@ -56,7 +56,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def safetensors_metadata(model: nn.Module, **extra: Any) -> dict[str, Any]:
+def safetensors_metadata(model: nn.Module, /, **extra: Any) -> dict[str, Any]:
     """The metadata :func:`save_safetensors` writes for ``model`` (plain, JSON-safe values).
 
     Parameters
