@@ -314,13 +314,25 @@ class Format(ABC):
         caps = self.max_ranks(geom)
         if isinstance(rank, int) and not isinstance(rank, bool):
             ranks = as_rank_tuple(rank, length, self.name)
-            return tuple(min(r, c) for r, c in zip(ranks, caps, strict=True))
+            return self.repair_ranks(geom, tuple(min(r, c) for r, c in zip(ranks, caps, strict=True)))
         ranks = as_rank_tuple(rank, length, self.name)
         if any(r > c for r, c in zip(ranks, caps, strict=True)):
             raise ValueError(
                 f"format {self.name!r} on a {geom.describe()}: ranks {ranks} exceed the maximal "
                 f"useful ranks {caps}"
             )
+        fixed = self.repair_ranks(geom, ranks)
+        if fixed != ranks:
+            raise ValueError(
+                f"format {self.name!r} on a {geom.describe()}: ranks {ranks} have redundant bonds (a rank "
+                f"larger than its neighbour times the mode size between them); the largest valid ranks "
+                f"below are {fixed}"
+            )
+        return ranks
+
+    def repair_ranks(self, geom: KernelGeometry, ranks: tuple[int, ...]) -> tuple[int, ...]:
+        """The largest ranks ``<= ranks`` without redundant bonds (a format with linked ranks overrides this;
+        the default keeps ``ranks``)."""
         return ranks
 
     def factor_shapes(self, geom: KernelGeometry, ranks: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -359,7 +371,7 @@ class Format(ABC):
             )
 
         def clip(r: int) -> tuple[int, ...]:
-            return tuple(min(r, c) for c in caps)
+            return self.repair_ranks(geom, tuple(min(r, c) for c in caps))
 
         lo, hi = 1, max(caps)
         while lo < hi:
@@ -376,7 +388,10 @@ class Format(ABC):
                 if ranks[k] < caps[k]:
                     trial = ranks.copy()
                     trial[k] += 1
-                    if self.param_count(geom, tuple(trial)) <= max_params:
+                    if (
+                        self.repair_ranks(geom, tuple(trial)) == tuple(trial)
+                        and self.param_count(geom, tuple(trial)) <= max_params
+                    ):
                         ranks = trial
                         changed = True
         return tuple(ranks)

@@ -24,6 +24,11 @@ from tnn.formats.base import RANK_LETTERS, Format, KernelGeometry, Network
 
 __all__ = ["Modes", "CPFormat", "TuckerFormat", "ChainFormat"]
 
+#: ALS sweeps refining TR-SVD in the ``tr`` / ``rtr`` decompositions
+TR_ALS_SWEEPS = 10
+#: ALS sweeps of the CP decompositions (``cp``, ``rcp``)
+CP_ALS_SWEEPS = 100
+
 
 @dataclass(frozen=True)
 class Modes:
@@ -118,7 +123,9 @@ class CPFormat(_ModesFormat):
             left, right = _balanced_svd(tensor, rank)
             mats, weights = [left, right.T], torch.ones(rank, dtype=dtype, device=kernel.device)
         else:
-            weights, mats, _ = _decompositions().cp(tensor, rank)
+            weights, mats, _ = _decompositions().cp(
+                tensor, rank, n_iter_max=CP_ALS_SWEEPS, tol=1e-6, random_state=0
+            )
             mats = list(mats)
         # spread the weights: all of them onto size-1 modes if any, else evenly over the factors
         ones = [k for k, d in enumerate(dims) if d == 1]
@@ -148,6 +155,21 @@ class TuckerFormat(_ModesFormat):
         dims = md.dims()
         total = math.prod(dims)
         return tuple(min(d, total // d) for d, f in zip(dims, md.factored, strict=True) if f)
+
+    def repair_ranks(self, geom: KernelGeometry, ranks: tuple[int, ...]) -> tuple[int, ...]:
+        """Lower ranks until none exceeds the product of the others times the untouched mode sizes (the
+        rank of the core's unfolding along that mode)."""
+        md = self.modes(geom)
+        kept = math.prod(d for d, f in zip(md.dims(), md.factored, strict=True) if not f)
+        full = list(ranks)
+        changed = True
+        while changed:
+            changed = False
+            for k in range(len(full)):
+                bound = kept * math.prod(full[:k] + full[k + 1 :])
+                if full[k] > bound:
+                    full[k], changed = bound, True
+        return tuple(full)
 
     def network(self, geom: KernelGeometry, ranks: tuple[int, ...]) -> Network:
         md = self.modes(geom)
@@ -205,6 +227,23 @@ class ChainFormat(_ModesFormat):
         caps += [min(math.prod(dims[:k]), math.prod(dims[k:])) for k in range(1, len(dims))]
         return tuple(caps)
 
+    def repair_ranks(self, geom: KernelGeometry, ranks: tuple[int, ...]) -> tuple[int, ...]:
+        """Lower ranks until no bond is redundant: for the bonds ``p, q`` on both sides of a mode of size
+        ``I``, ``q <= p I`` and ``p <= I q`` (open ends of a train count as bonds of size 1)."""
+        dims = self.modes(geom).dims()
+        n = len(dims)
+        full = list(ranks) if self.ring else [1, *ranks, 1]
+        changed = True
+        while changed:
+            changed = False
+            for k in range(n):
+                left, right = k, ((k + 1) % n if self.ring else k + 1)
+                if full[right] > full[left] * dims[k]:
+                    full[right], changed = full[left] * dims[k], True
+                if full[left] > full[right] * dims[k]:
+                    full[left], changed = full[right] * dims[k], True
+        return tuple(full) if self.ring else tuple(full[1:-1])
+
     def network(self, geom: KernelGeometry, ranks: tuple[int, ...]) -> Network:
         md = self.modes(geom)
         n = len(md.modes)
@@ -229,7 +268,9 @@ class ChainFormat(_ModesFormat):
         if not self.ring and len(md.modes) == 2:
             cores = list(_balanced_svd(tensor, ranks[0]))
         elif self.ring:
-            cores, _ = _decompositions().tensor_ring(tensor, list(ranks))
+            cores, _ = _decompositions().tensor_ring(
+                tensor, list(ranks), n_iter_max=TR_ALS_SWEEPS, random_state=0
+            )
         else:
             cores, _ = _decompositions().tensor_train(tensor, list(ranks))
         return [c.reshape(s) for c, s in zip(cores, shapes, strict=True)]
