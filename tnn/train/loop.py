@@ -21,10 +21,16 @@ import torch
 from torch import nn
 
 from tnn.io import CheckpointError, checkpoint_metadata, load_checkpoint, save_checkpoint
+from tnn.io.preflight import check_output_dir, checkpoint_bytes_estimate
 from tnn.train import distributed as D
 from tnn.train.batches import batch_indices, batches_per_epoch, fetch_batch
 from tnn.train.history import History
 from tnn.train.rng import rng_state, set_rng_state
+
+
+class NonFiniteLossError(ValueError):
+    """Training stopped: the loss (or a parameter) became NaN or infinite; the last checkpoint is kept."""
+
 
 LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -148,6 +154,9 @@ def run_phases(
     n = len(dataset)
     if n == 0:
         raise ValueError("the training dataset is empty")
+    if checkpoint is not None and D.is_main():  # fail now, not at the first checkpoint hours later
+        check_output_dir(os.path.dirname(os.fspath(checkpoint)) or ".",
+                         2 * checkpoint_bytes_estimate(model), what="checkpoint")
     names = [p.name for p in phases]
     history = History()
     start_phase, start_step, elapsed = 0, 0, 0.0
@@ -190,6 +199,12 @@ def run_phases(
     def save(phase_index: int, step: int, optimizer: torch.optim.Optimizer | None) -> None:
         if checkpoint is None or not main:
             return
+        bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad:
+            raise NonFiniteLossError(
+                f"training stopped at global step {global_step}: parameters {bad[:3]} became NaN/inf; "
+                f"the last good checkpoint {str(checkpoint)!r} is kept (lower the learning rate)"
+            )
         meta = checkpoint_metadata(step=global_step, **(metadata or {}))
         payload = {
             "metadata": meta,
@@ -234,6 +249,14 @@ def run_phases(
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     out = runner(x)
                     loss = phase.loss(out, x, y, idx)
+                    if not bool(torch.isfinite(loss.detach()).all()):
+                        kept = (f"the last good checkpoint {str(checkpoint)!r} is kept"
+                                if checkpoint is not None and os.path.exists(checkpoint) else "no checkpoint")
+                        raise NonFiniteLossError(
+                            f"training stopped: non-finite loss {float(loss.detach())} in phase "
+                            f"{phase.name!r} at step {step} (global step {global_step}); {kept}; "
+                            "lower the learning rate or check the data for NaN/inf"
+                        )
                     if optimizer is not None:
                         optimizer.zero_grad(set_to_none=True)
                         loss.backward()
