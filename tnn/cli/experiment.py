@@ -1,0 +1,118 @@
+"""``tnn experiment``: run the paper's tables (and the convergence study) cell by cell, resumably."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tnn.cli import common
+from tnn.cli.errors import CLIError
+
+#: Flags that override fields of the named budget (flag dest -> Budget field).
+OVERRIDES = {
+    "steps_per_stage": "steps_per_stage", "epochs_per_stage": "epochs_per_stage", "batch_size": "batch_size",
+    "lr": "lr", "subset": "train_subset", "val_size": "val_size", "finetune_steps": "finetune_steps",
+    "finetune_lr": "finetune_lr", "eval_limit": "eval_limit", "val_limit": "val_limit",
+    "image_size": "image_size", "resize": "resize", "conv_steps": "conv_steps",
+    "conv_eval_every": "conv_eval_every", "conv_eval_limit": "conv_eval_limit",
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from tnn.experiments.budgets import BUDGETS
+
+    p = common.command_parser(
+        subparsers,
+        "experiment",
+        "run a table of the paper (formats x rates) or the convergence study, resumably",
+        "Compress the pretrained --model into every --formats at every --rates, train each cell\n"
+        "sequentially (and fine-tune if the budget says so) under the named --budget, and write\n"
+        "OUT/results.csv, OUT/results.md and OUT/accuracy_vs_rate.png. A finished cell is never\n"
+        "recomputed: rerun the same command to continue an interrupted table. --study convergence\n"
+        "compares sequential and end-to-end training from the same decomposition (first rate only)\n"
+        "and writes OUT/convergence.{csv,md,png}. Budgets: cpu (2 CPU cores), paper (the paper's\n"
+        "schedule, for a GPU), smoke (tests); the override flags change single budget fields.",
+        "  tnn experiment --model lenet5 --dataset mnist --weights runs/lenet5/model.pt \\\n"
+        "                 --formats all --rates 0.01 0.02 0.05 0.1 --budget cpu --out runs/lenet5-table\n"
+        "  tnn experiment --model resnet32 --dataset cifar10 --weights resnet32.th --formats all \\\n"
+        "                 --rates 0.1 0.05 --budget cpu --out runs/resnet32-table\n"
+        "  tnn experiment --study convergence --model resnet32 --dataset cifar10 --weights resnet32.th \\\n"
+        "                 --formats rtt cp --rates 0.1 --budget cpu --out runs/convergence",
+    )
+    g = p.add_argument_group("experiment")
+    g.add_argument("--study", choices=("table", "convergence"), default="table", help="what to run")
+    g.add_argument("--model", required=True, help="model name (lenet5, resnet32, resnet50, ...)")
+    g.add_argument("--weights", help="pretrained weights of the uncompressed model")
+    g.add_argument("--dataset", required=True, help="dataset name (mnist, cifar10, imagenet, ...)")
+    g.add_argument("--data-dir", help="data root (default: $TNN_DATA_DIR)")
+    g.add_argument("--formats", nargs="+", default=["all"], help="formats, or 'all' for every format")
+    g.add_argument("--rates", nargs="+", type=float, required=True, help="target compression rates")
+    g.add_argument("--budget", choices=tuple(BUDGETS), default="cpu", help="named training budget")
+    g.add_argument("--max-cells", type=int, help="compute at most this many unfinished cells, then stop")
+    g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    o = p.add_argument_group("budget overrides (default: the named budget's value)")
+    o.add_argument("--steps-per-stage", type=int)
+    o.add_argument("--epochs-per-stage", type=float)
+    o.add_argument("--batch-size", type=int)
+    o.add_argument("--lr", type=float, help="Adam learning rate of sequential training")
+    o.add_argument("--subset", type=int, help="training images used (after the validation hold-out)")
+    o.add_argument("--val-size", type=int, help="training images held out for validation")
+    o.add_argument("--finetune-steps", type=int)
+    o.add_argument("--finetune-lr", type=float)
+    o.add_argument("--eval-limit", type=int, help="test images evaluated")
+    o.add_argument("--val-limit", type=int, help="validation images evaluated")
+    o.add_argument("--image-size", type=int, help="crop size of image-folder datasets")
+    o.add_argument("--resize", type=int, help="shorter-side size of image-folder datasets")
+    o.add_argument("--conv-steps", type=int, help="convergence: total steps per method")
+    o.add_argument("--conv-eval-every", type=int, help="convergence: steps between evaluations")
+    o.add_argument("--conv-eval-limit", type=int, help="convergence: test images per evaluation")
+    common.add_output(p, required=True)
+    common.add_common(p)
+    return p
+
+
+def _formats(values: list[str]) -> list[str]:
+    from tnn.formats import FORMATS
+
+    if values == ["all"]:
+        return list(FORMATS)
+    for name in values:
+        common.check_format(name)
+    return values
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from tnn.experiments import get_budget, run_convergence, run_experiment
+
+    out = common.Printer(args)
+    formats = _formats(list(args.formats))
+    for rate in args.rates:
+        common.check_rate(rate)
+    common.check_positive(args.max_cells, "--max-cells")
+    common.check_positive(args.threads, "--threads")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    overrides: dict[str, Any] = {field: getattr(args, dest) for dest, field in OVERRIDES.items()}
+    if overrides["steps_per_stage"] is not None and overrides["epochs_per_stage"] is not None:
+        raise CLIError("give at most one of --steps-per-stage and --epochs-per-stage")
+    budget = get_budget(args.budget, args.model, **overrides)
+    device = common.device_of(args)
+    torch.manual_seed(args.seed)
+    if args.study == "convergence":
+        if len(args.rates) != 1:
+            raise CLIError(f"--study convergence takes one rate, got {args.rates}")
+        summaries = run_convergence(args.model, args.dataset, formats, args.rates[0], budget, args.out,
+                                    weights=args.weights, data_dir=args.data_dir, device=device,
+                                    seed=args.seed, log=out)
+        out((Path(args.out) / "convergence.md").read_text())
+        out.result({"convergence": summaries})
+        return 0
+    rows = run_experiment(args.model, args.dataset, formats, args.rates, budget, args.out,
+                          weights=args.weights, data_dir=args.data_dir, device=device, seed=args.seed, progress=not args.quiet,
+                          log=out, max_cells=args.max_cells)
+    out((Path(args.out) / "results.md").read_text())
+    out.result({"rows": rows})
+    return 0

@@ -1,0 +1,77 @@
+"""PNG plots of the experiments (matplotlib, Agg backend, small files)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def accuracy_vs_rate(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
+    """Final test accuracy (%) against achieved compression rate (log axis), one line per format.
+
+    Reshaped formats (``r*``) are drawn dashed in the colour of their baseline format; the uncompressed
+    model is a grey horizontal line.
+    """
+    from tnn.formats import FORMATS
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
+    colours = {"svd": "C4", "cp": "C0", "tk": "C1", "tt": "C2", "tr": "C3"}
+    ok = [r for r in rows if r.get("status") == "ok" and r.get("format") != "baseline"]
+    for fmt in [f for f in FORMATS if any(r["format"] == f for r in ok)]:
+        pts = sorted((float(r["achieved_rate"]), 100 * float(r["acc_final_test"]))
+                     for r in ok if r["format"] == fmt and r.get("acc_final_test") is not None)
+        if not pts:
+            continue
+        base = fmt[1:] if fmt.startswith("r") and fmt[1:] in colours else fmt
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, label=fmt,
+                color=colours.get(base, None), linestyle="--" if base != fmt else "-")
+    base_row = next((r for r in rows if r.get("format") == "baseline"), None)
+    if base_row is not None and base_row.get("acc_final_test") is not None:
+        ax.axhline(100 * float(base_row["acc_final_test"]), color="grey", lw=1, label="uncompressed")
+    ax.set_xscale("log")
+    ax.set_xlabel("achieved compression rate (parameters kept, compressed layers)")
+    ax.set_ylabel("test accuracy (%)")
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def convergence(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
+    """Test accuracy against optimisation steps (left) and training wall time (right).
+
+    ``curves``: dicts with ``label``, ``steps``, ``wall_s``, ``accuracy`` (fractions) and optionally
+    ``stage_ends`` (steps where a sequential stage ends, marked with ticks).
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), dpi=90, sharey=True)
+    for i, c in enumerate(curves):
+        acc = [100 * a for a in c["accuracy"]]
+        style = "-" if "sequential" in c["label"] else "--"
+        axes[0].plot(c["steps"], acc, style, color=f"C{i // 2}", label=c["label"], marker=".", ms=3)
+        axes[1].plot(c["wall_s"], acc, style, color=f"C{i // 2}", label=c["label"], marker=".", ms=3)
+    axes[0].set_xlabel("optimisation steps")
+    axes[1].set_xlabel("training wall time (s)")
+    axes[0].set_ylabel("test accuracy (%)")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    axes[0].legend(fontsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

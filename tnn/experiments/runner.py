@@ -1,0 +1,322 @@
+"""The experiment runner: one table (model x dataset x formats x rates x budget), resumable by cell.
+
+Layout of ``out`` (every file written atomically)::
+
+    out/config.json                 model, dataset, budget (a rerun must use the same budget)
+    out/baseline.json               the uncompressed model's validation / test accuracy
+    out/cells/<format>-r<rate>/     one folder per cell: result.json when finished, training
+                                    checkpoints while running (removed when the cell finishes),
+                                    error.txt if it failed
+    out/results.csv                 one row per finished cell plus the baseline
+    out/results.md                  the Markdown tables (tnn.experiments.tables)
+    out/accuracy_vs_rate.png        test accuracy against achieved rate, one line per format
+
+A cell with a ``result.json`` is never recomputed; an interrupted cell resumes from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from tnn.experiments.budgets import Budget
+from tnn.experiments.data import ExperimentData, load_data
+from tnn.experiments.sequential import TeacherTargets, train_sequential
+
+#: Per-sample input shapes of the models (FLOPs in the compression report).
+_INPUT_SHAPE = {"lenet5": (1, 28, 28)}
+
+
+def input_shape(model: str, budget: Budget) -> tuple[int, int, int]:
+    if model in _INPUT_SHAPE:
+        return _INPUT_SHAPE[model]
+    if model == "resnet50":
+        size = budget.image_size or 224
+        return (3, size, size)
+    return (3, 32, 32)
+
+
+def cell_name(fmt: str, rate: float) -> str:
+    """Folder name of a cell, e.g. ``rtt-r0.1``."""
+    return f"{fmt}-r{rate:g}"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from tnn.io import atomic_write_text
+
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def _accuracy(model: nn.Module, dataset: Any, limit: int | None, device: torch.device) -> float | None:
+    from tnn.train import evaluate
+
+    if len(dataset) == 0:
+        return None
+    return float(evaluate(model, dataset, limit=limit, device=device)["accuracy"])
+
+
+def load_teacher(model: str, weights: str | os.PathLike[str] | None, num_classes: int | None = None
+                 ) -> nn.Module:
+    """``get_model(model)`` with ``weights`` loaded (random initialisation without weights)."""
+    from tnn.models import get_model, load_pretrained
+
+    teacher = get_model(model) if num_classes is None else get_model(model, num_classes=num_classes)
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
+        load_pretrained(teacher, path)
+    return teacher.eval()
+
+
+def _check_config(out: Path, config: dict[str, Any]) -> None:
+    path = out / "config.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        for key in ("model", "dataset", "budget", "seed", "weights_name"):
+            if old.get(key) != config.get(key):
+                raise ValueError(
+                    f"{out} holds a run with {key}={old.get(key)!r}, this run has {key}={config.get(key)!r}; "
+                    "finished cells would mix budgets: use another output folder"
+                )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(path, config)
+
+
+def _check_lists(formats: Sequence[str], rates: Sequence[float]) -> tuple[list[str], list[float]]:
+    from tnn.formats import FORMATS
+
+    formats = list(formats)
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise ValueError(f"unknown format(s) {bad or formats!r}; valid formats: {', '.join(FORMATS)}")
+    rates = [float(r) for r in rates]
+    bad_r = [r for r in rates if not 0.0 < r <= 1.0]
+    if bad_r or not rates:
+        raise ValueError(f"rates must be numbers in (0, 1], got {bad_r or rates!r}")
+    return formats, rates
+
+
+def run_baseline(out: Path, model: str, dataset: str, teacher: nn.Module, data: ExperimentData,
+                 budget: Budget, device: torch.device) -> dict[str, Any]:
+    """The uncompressed row (computed once, then read from ``out/baseline.json``)."""
+    from tnn.compression import n_params
+
+    path = out / "baseline.json"
+    if path.exists():
+        return dict(json.loads(path.read_text()))
+    t0 = time.perf_counter()
+    params = n_params(teacher)
+    row = {
+        "model": model, "dataset": dataset, "budget": budget.name, "format": "baseline", "rate": 1.0,
+        "status": "ok", "achieved_rate": 1.0, "model_rate": 1.0, "params_after": params,
+        "model_params": params,
+        "acc_seq_val": _accuracy(teacher, data.val, budget.val_limit, device),
+        "acc_seq_test": _accuracy(teacher, data.test, budget.eval_limit, device),
+        **data.sizes(),
+    }
+    row["acc_final_test"] = row["acc_seq_test"]
+    row["wall_eval_s"] = round(time.perf_counter() - t0, 2)
+    _write_json(path, row)
+    return row
+
+
+def run_cell(cell_dir: Path, model: str, dataset: str, fmt: str, rate: float, teacher: nn.Module,
+             data: ExperimentData, budget: Budget, targets: TeacherTargets | None, *, seed: int = 0,
+             device: torch.device, progress: bool = False) -> dict[str, Any]:
+    """Compress, train sequentially, optionally fine-tune and evaluate one cell; returns its row."""
+    from tnn.compression import compress
+    from tnn.train import finetune
+
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    resumed = (cell_dir / "checkpoint-sequential.pt").exists()
+    t_cell = time.perf_counter()
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    student = compress(teacher, format=fmt, rate=rate, input_shape=input_shape(model, budget))
+    wall_compress = time.perf_counter() - t0
+    report = student.tnn_report
+    acc_init_val = _accuracy(student, data.val, budget.val_limit, device)
+    meta = {"model": model, "format": fmt, "rate": rate, "plan": report.to_dict()}
+    t_targets = targets.wall_s if targets is not None else 0.0
+    hist = train_sequential(student, teacher, data.train, budget, targets=targets, seed=seed, device=device,
+                            checkpoint=cell_dir / "checkpoint-sequential.pt", metadata=meta,
+                            progress=progress)
+    wall_targets = (targets.wall_s - t_targets) if targets is not None else 0.0
+    wall_seq = float(hist.steps[-1]["time"]) if hist.steps else 0.0
+    row: dict[str, Any] = {
+        "model": model, "dataset": dataset, "budget": budget.name, "format": fmt, "rate": rate,
+        "status": "ok", "achieved_rate": report.achieved_rate, "model_rate": report.model_rate,
+        "params_before": report.params_before, "params_after": report.params_after,
+        "model_params": report.model_params_after, "layers_compressed": len(report.compressed),
+        "layers_dense": len(report.dense), "acc_init_val": acc_init_val,
+        "steps_seq": len(hist.steps), "stages": len(hist.phases),
+        "final_stage_loss": hist.phases[-1]["final_loss"] if hist.phases else None,
+    }
+    t0 = time.perf_counter()
+    row["acc_seq_val"] = _accuracy(student, data.val, budget.val_limit, device)
+    row["acc_seq_test"] = _accuracy(student, data.test, budget.eval_limit, device)
+    wall_eval = time.perf_counter() - t0
+    wall_ft = 0.0
+    row["acc_ft_val"] = row["acc_ft_test"] = None
+    row["steps_ft"] = 0
+    if budget.finetune_steps:
+        hist_ft = finetune(student, data.train, steps=budget.finetune_steps, batch_size=budget.batch_size,
+                           optimizer="adam", lr=budget.finetune_lr, freeze_bn=budget.finetune_freeze_bn,
+                           seed=seed, device=device, checkpoint=cell_dir / "checkpoint-finetune.pt",
+                           checkpoint_every=budget.checkpoint_every, resume=True, metadata=meta,
+                           progress=progress)
+        wall_ft = float(hist_ft.steps[-1]["time"]) if hist_ft.steps else 0.0
+        row["steps_ft"] = len(hist_ft.steps)
+        t0 = time.perf_counter()
+        row["acc_ft_val"] = _accuracy(student, data.val, budget.val_limit, device)
+        row["acc_ft_test"] = _accuracy(student, data.test, budget.eval_limit, device)
+        wall_eval += time.perf_counter() - t0
+    row["acc_final_test"] = row["acc_ft_test"] if budget.finetune_steps else row["acc_seq_test"]
+    row.update(
+        wall_compress_s=round(wall_compress, 2), wall_teacher_s=round(wall_targets, 2),
+        wall_seq_s=round(wall_seq, 2), wall_ft_s=round(wall_ft, 2), wall_eval_s=round(wall_eval, 2),
+        wall_s=round(time.perf_counter() - t_cell, 2), resumed=resumed, seed=seed, **data.sizes(),
+    )
+    _write_json(cell_dir / "result.json", row)
+    for name in ("checkpoint-sequential.pt", "checkpoint-finetune.pt"):
+        (cell_dir / name).unlink(missing_ok=True)
+    (cell_dir / "error.txt").unlink(missing_ok=True)
+    return row
+
+
+def collect_rows(out: Path, formats: Sequence[str] | None = None, rates: Sequence[float] | None = None
+                 ) -> list[dict[str, Any]]:
+    """The baseline and every finished (or failed) cell in ``out`` (optionally only the given ones)."""
+    rows = []
+    if (out / "baseline.json").exists():
+        rows.append(json.loads((out / "baseline.json").read_text()))
+    cells = out / "cells"
+    wanted = None
+    if formats is not None and rates is not None:
+        wanted = {cell_name(f, float(r)) for f in formats for r in rates}
+    for d in sorted(cells.iterdir()) if cells.is_dir() else []:
+        if wanted is not None and d.name not in wanted:
+            continue
+        if (d / "result.json").exists():
+            rows.append(json.loads((d / "result.json").read_text()))
+        elif (d / "error.json").exists():
+            rows.append(json.loads((d / "error.json").read_text()))
+    return rows
+
+
+def write_outputs(out: Path, title: str = "", budget_line: str = "") -> list[dict[str, Any]]:
+    """Rewrite ``results.csv``, ``results.md`` and ``accuracy_vs_rate.png`` from the finished cells."""
+    from tnn.experiments import plots, tables
+
+    rows = collect_rows(out)
+    tables.write_csv(out / "results.csv", rows)
+    from tnn.io import atomic_write_text
+
+    text = tables.markdown(rows, title=title, budget_line=budget_line)
+    atomic_write_text(out / "results.md", text)
+    if any(r.get("format") != "baseline" and r.get("status") == "ok" for r in rows):
+        plots.accuracy_vs_rate(rows, out / "accuracy_vs_rate.png", title=title)
+    return rows
+
+
+def run_experiment(
+    model: str,
+    dataset: str,
+    formats: Sequence[str],
+    rates: Sequence[float],
+    budget: Budget,
+    out: str | os.PathLike[str],
+    *,
+    weights: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+    max_cells: int | None = None,
+) -> list[dict[str, Any]]:
+    """Run every cell (format x rate) of a table that is not finished yet, then write the outputs.
+
+    Parameters
+    ----------
+    model, dataset : str
+        Names of :mod:`tnn.models` / :mod:`tnn.data` (e.g. ``"resnet32"``, ``"cifar10"``).
+    formats : list of str
+        Formats of :data:`tnn.FORMATS`, run in this order.
+    rates : list of float
+        Target compression rates in ``(0, 1]``; cells run rate by rate (all formats of the first rate
+        first).
+    budget : Budget
+        From :func:`tnn.experiments.get_budget`.
+    out : path
+        Output folder (see the module docstring); rerunning with the same folder skips finished cells.
+    weights : path, optional
+        Pretrained weights of the uncompressed model; without them the teacher is randomly initialised
+        (only for tests: no accuracy is claimed).
+    data_dir : path, optional
+        Data root (default ``$TNN_DATA_DIR``).
+    max_cells : int, optional
+        Stop after computing this many cells (for tests).
+
+    Returns
+    -------
+    list of dict
+        The rows of ``results.csv`` (baseline first).
+    """
+    formats, rates = _check_lists(formats, rates)
+    device = torch.device(device)
+    out = Path(out)
+    config = {
+        "model": model, "dataset": dataset, "budget": budget.to_dict(), "seed": seed,
+        "weights_name": Path(weights).name if weights is not None else None,
+    }
+    _check_config(out, config)
+    title = f"{model} on {dataset}"
+    data = load_data(model, dataset, budget, data_dir, seed=seed)
+    teacher = load_teacher(model, weights)
+    baseline = run_baseline(out, model, dataset, teacher, data, budget, device)
+    log(f"[{title}] baseline: test accuracy {baseline['acc_seq_test']:.4f} "
+        f"({data.sizes()}); budget {budget.describe()}")
+    targets = TeacherTargets(teacher, data.train, device=device) if budget.cache_teacher else None
+    computed = 0
+    for rate in rates:
+        for fmt in formats:
+            cell_dir = out / "cells" / cell_name(fmt, rate)
+            if (cell_dir / "result.json").exists():
+                log(f"[{title}] {cell_name(fmt, rate)}: finished, skipped")
+                continue
+            if max_cells is not None and computed >= max_cells:
+                continue
+            computed += 1
+            log(f"[{title}] {cell_name(fmt, rate)}: running")
+            try:
+                row = run_cell(cell_dir, model, dataset, fmt, rate, teacher, data, budget, targets, seed=seed,
+                               device=device, progress=progress)
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # one failing cell must not stop the table
+                from tnn.io import atomic_write_text
+
+                atomic_write_text(cell_dir / "error.txt", traceback.format_exc())
+                _write_json(cell_dir / "error.json", {
+                    "model": model, "dataset": dataset, "budget": budget.name, "format": fmt, "rate": rate,
+                    "status": "error", "error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300],
+                })
+                log(f"[{title}] {cell_name(fmt, rate)}: FAILED {type(exc).__name__}: {exc}")
+                continue
+            (cell_dir / "error.json").unlink(missing_ok=True)
+            ft = f", fine-tuned {row['acc_ft_test']:.4f}" if row["acc_ft_test"] is not None else ""
+            log(f"[{title}] {cell_name(fmt, rate)}: achieved rate {row['achieved_rate']:.4f}, test accuracy "
+                f"after sequential training {row['acc_seq_test']:.4f}{ft}; {row['wall_s']:.0f} s")
+            write_outputs(out, title, budget.describe())
+    return write_outputs(out, title, budget.describe())

@@ -1,0 +1,137 @@
+"""``results.csv`` and the Markdown tables of an experiment.
+
+Accuracies are fractions in the CSV and percentages (two decimals) in the Markdown tables. The
+baseline row has ``format == "baseline"``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Sequence
+from typing import Any
+
+#: Columns of ``results.csv``, in order (a row may leave any of them empty).
+CSV_FIELDS: tuple[str, ...] = (
+    "model", "dataset", "budget", "format", "rate", "status", "achieved_rate", "model_rate",
+    "params_before", "params_after", "model_params", "layers_compressed", "layers_dense",
+    "acc_init_val", "acc_seq_val", "acc_seq_test", "acc_ft_val", "acc_ft_test", "acc_final_test",
+    "steps_seq", "steps_ft", "stages", "final_stage_loss", "wall_compress_s", "wall_teacher_s", "wall_seq_s",
+    "wall_ft_s", "wall_eval_s", "wall_s", "resumed", "seed", "n_train", "n_val", "n_test", "error",
+)
+
+
+def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``rows`` with the columns :data:`CSV_FIELDS` (atomically)."""
+    from tnn.io import atomic_write_text
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _number(value: str) -> Any:
+    if value == "":
+        return None
+    if value in ("True", "False"):
+        return value == "True"
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
+def read_csv(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Rows of a ``results.csv`` with numbers parsed (empty cells are ``None``)."""
+    with open(path, newline="") as fh:
+        return [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+
+
+def _pct(value: Any) -> str:
+    return "—" if value is None or value == "" else f"{100 * float(value):.2f}"
+
+
+def _order(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[float]]:
+    from tnn.formats import FORMATS
+
+    present = {r["format"] for r in rows if r.get("format") != "baseline"}
+    formats = [f for f in FORMATS if f in present] + sorted(present - set(FORMATS))
+    rates = sorted({float(r["rate"]) for r in rows if r.get("format") != "baseline"})
+    return formats, rates
+
+
+def summary_table(rows: Sequence[dict[str, Any]]) -> str:
+    """Formats as rows, rates as columns: test accuracy (%) after sequential training, and after
+    fine-tuning when the budget fine-tunes (``seq / ft``); the baseline first."""
+    formats, rates = _order(rows)
+    cell = {(r["format"], float(r["rate"])): r for r in rows if r.get("format") != "baseline"}
+    base = next((r for r in rows if r.get("format") == "baseline"), None)
+    tuned = any(r.get("acc_ft_test") not in (None, "") for r in rows)
+    unit = "test accuracy %, sequential / fine-tuned" if tuned else "test accuracy %, sequential"
+    head = "| format | " + " | ".join(f"rate {r:g}" for r in rates) + " |"
+    lines = [f"*{unit}*", "", head, "|" + " --- |" * (len(rates) + 1)]
+    if base is not None:
+        lines.append(f"| uncompressed | {_pct(base.get('acc_seq_test'))} |" + " |" * (len(rates) - 1))
+    for fmt in formats:
+        parts = []
+        for rate in rates:
+            r = cell.get((fmt, rate))
+            if r is None:
+                parts.append("not run")
+            elif r.get("status") != "ok":
+                parts.append("failed")
+            elif tuned:
+                parts.append(f"{_pct(r.get('acc_seq_test'))} / {_pct(r.get('acc_ft_test'))}")
+            else:
+                parts.append(_pct(r.get("acc_seq_test")))
+        lines.append(f"| {fmt} | " + " | ".join(parts) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def detail_table(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per cell: achieved rate, parameters, accuracies, steps and wall time."""
+    formats, rates = _order(rows)
+    cell = {(r["format"], float(r["rate"])): r for r in rows if r.get("format") != "baseline"}
+    head = ("| format | target rate | achieved rate (layers) | model params | val % init | val % seq | "
+            "test % seq | test % ft | steps seq+ft | wall s |")
+    lines = [head, "|" + " --- |" * 10]
+    base = next((r for r in rows if r.get("format") == "baseline"), None)
+    if base is not None:
+        lines.append(f"| uncompressed | 1 | 1 | {base.get('model_params', '—')} | — | "
+                     f"{_pct(base.get('acc_seq_val'))} | {_pct(base.get('acc_seq_test'))} | — | — | — |")
+    for rate in rates:
+        for fmt in formats:
+            r = cell.get((fmt, rate))
+            if r is None:
+                continue
+            if r.get("status") != "ok":
+                lines.append(f"| {fmt} | {rate:g} | failed: {str(r.get('error', ''))[:80]} |" + " |" * 7)
+                continue
+            dense = f", {r['layers_dense']} dense" if r.get("layers_dense") else ""
+            lines.append(
+                f"| {fmt} | {rate:g} | {float(r['achieved_rate']):.4f}{dense} | {r.get('model_params')} | "
+                f"{_pct(r.get('acc_init_val'))} | {_pct(r.get('acc_seq_val'))} | "
+                f"{_pct(r.get('acc_seq_test'))} | "
+                f"{_pct(r.get('acc_ft_test'))} | {r.get('steps_seq')}+{r.get('steps_ft') or 0} | "
+                f"{float(r.get('wall_s') or 0):.0f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def markdown(rows: Sequence[dict[str, Any]], title: str = "", budget_line: str = "") -> str:
+    """The summary and detail tables with a title and the budget, as one Markdown document."""
+    parts = []
+    if title:
+        parts.append(f"### {title}\n")
+    if budget_line:
+        parts.append(f"Budget: {budget_line}\n")
+    parts += [summary_table(rows), detail_table(rows)]
+    return "\n".join(parts)
