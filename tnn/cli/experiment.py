@@ -111,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         out.result({"convergence": summaries})
         return 0
     rows = run_experiment(args.model, args.dataset, formats, args.rates, budget, args.out,
-                          weights=args.weights, data_dir=args.data_dir, device=device, seed=args.seed, progress=not args.quiet,
+                          weights=args.weights, data_dir=args.data_dir, device=device, seed=args.seed,
+                          progress=not args.quiet,
                           log=out, max_cells=args.max_cells)
     out((Path(args.out) / "results.md").read_text())
     out.result({"rows": rows})
