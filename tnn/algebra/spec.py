@@ -73,7 +73,6 @@ def _check_letters(part: str, where: str, spec: str) -> None:
             )
 
 
-@lru_cache(maxsize=1024)
 def parse_spec(spec: str) -> ParsedSpec:
     """Parse and validate a ``conv_einsum`` specification string.
 
@@ -93,8 +92,13 @@ def parse_spec(spec: str) -> ParsedSpec:
     ValueError
         On any malformed specification; the message names the offending character or index.
     """
-    if not isinstance(spec, str):
+    if not isinstance(spec, str):  # checked before the cache, which would fail on unhashable values
         raise TypeError(f"spec must be a str, got {type(spec).__name__}")
+    return _parse_spec(spec)
+
+
+@lru_cache(maxsize=1024)
+def _parse_spec(spec: str) -> ParsedSpec:
     text = spec.replace(" ", "").replace("\t", "").replace("\n", "")
     for ch in text:
         if ch not in VALID_LETTERS and ch not in _STRUCTURE:
