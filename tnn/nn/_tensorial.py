@@ -29,6 +29,7 @@ from tnn.formats import FORMATS, Format, KernelGeometry, check_rate, get_format
 __all__ = ["TensorialLayer", "Plan"]
 
 INITS = ("decompose", "random")
+EVALUATIONS = ("auto", "factors", "dense")
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,22 @@ class TensorialLayer(nn.Module):
         else:
             self.register_parameter("bias", None)
         self._plans: dict[tuple, tuple[Plan, Any]] = {}
+        self._evaluation = "auto"
         self.reset_parameters()
 
     # ------------------------------------------------------------------ properties
+    @property
+    def evaluation(self) -> str:
+        """``"auto"`` (default: the cheaper plan per input shape), ``"factors"`` or ``"dense"`` (forced)."""
+        return self._evaluation
+
+    @evaluation.setter
+    def evaluation(self, value: str) -> None:
+        if value not in EVALUATIONS:
+            raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {value!r}")
+        self._evaluation = value
+        self._plans = {}
+
     @property
     def format_object(self) -> Format:
         return get_format(self.format)
@@ -190,7 +204,10 @@ class TensorialLayer(nn.Module):
         _, dense = conv_einsum_path(dense_spec, *dense_shapes, optimize="optimal", **opts)
         factors_flops = int(info.opt_flops)
         dense_flops = int(rec.opt_flops) + int(dense.opt_flops)
-        mode = "factors" if factors_flops <= dense_flops else "dense"
+        if self._evaluation == "auto":
+            mode = "factors" if factors_flops <= dense_flops else "dense"
+        else:
+            mode = self._evaluation
         expr = None
         if mode == "factors":
             expr = conv_einsum_expression(self.spec, folded, *shapes, optimize="optimal", **opts)
