@@ -37,11 +37,15 @@ SETUPS = {
         "input_shape": (4, 7, 4, 7),
         "permute": None,
         "baseline_width": 256,
-        "tensorial": {"hidden_shape": (6, 6, 6, 6), "rank": 4},
+        "tensorial": {"hidden_shape": (6, 6, 6, 6), "rank": 4, "mode_groups": (2, 2)},
         "candidates": [
             {"hidden_shape": (6, 6, 6, 6), "rank": 4},
             {"hidden_shape": (8, 8, 8, 8), "rank": 2},
             {"hidden_shape": (5, 5, 5, 5), "rank": 4},
+            {"hidden_shape": (6, 6, 6, 6), "rank": 16},
+            {"hidden_shape": (6, 6, 6, 6), "rank": 4, "mode_groups": (2, 2)},
+            {"hidden_shape": (6, 6, 6, 6), "rank": 8, "mode_groups": (2, 2)},
+            {"hidden_shape": (8, 8, 8, 8), "rank": 4, "mode_groups": (2, 2)},
         ],
     },
     "cifar10": {
@@ -107,6 +111,15 @@ def run_one(name: str, model: nn.Module, data: dict, args) -> dict:
     return row
 
 
+def parse_config(text: str) -> dict:
+    """``"6,6,6,6:16[:2,2]"`` -> ``{"hidden_shape": (6, 6, 6, 6), "rank": 16[, "mode_groups": (2, 2)]}``."""
+    shape, rank, *groups = text.split(":")
+    config = {"hidden_shape": tuple(int(n) for n in shape.split(",")), "rank": int(rank)}
+    if groups:
+        config["mode_groups"] = tuple(int(n) for n in groups[0].split(","))
+    return config
+
+
 def load(name: str, data_dir: str | None, holdout: int, limit: int = 0) -> dict:
     train_set = get_dataset(name, "train", data_dir)
     test_set = get_dataset(name, "test", data_dir)
@@ -134,6 +147,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=0, help="train on at most this many images (smoke runs)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--sweep", action="store_true", help="evaluate candidates on the held-out part only")
+    parser.add_argument("--configs", nargs="+", metavar="SHAPE:RANK[:GROUPS]",
+                        help="with --sweep: candidates instead of the built-in ones, e.g. 6,6,6,6:4:2,2")
     parser.add_argument("--out", default="runs/highorder/results.json")
     args = parser.parse_args(argv)
     if args.data_dir is None:
@@ -147,13 +162,18 @@ def main(argv: list[str] | None = None) -> None:
         data = load(name, args.data_dir, args.holdout, args.limit)
         in_features = math.prod(setup["input_shape"])
         configs = setup["candidates"] if args.sweep else [setup["tensorial"]]
+        if args.sweep and args.configs:
+            configs = [parse_config(text) for text in args.configs]
         models = [] if args.sweep else [(f"flat MLP {in_features}-{setup['baseline_width']}x2-10",
                                          flat_mlp(in_features, setup["baseline_width"], NUM_CLASSES))]
         for cfg in configs:
             torch.manual_seed(args.seed)
             net = HighOrderMLP(setup["input_shape"], cfg["hidden_shape"], NUM_CLASSES, depth=2,
-                               rank=cfg["rank"], permute=setup["permute"])
-            models.append((f"tensorial {setup['input_shape']}->{cfg['hidden_shape']}x2 R={cfg['rank']}", net))
+                               rank=cfg["rank"], permute=setup["permute"], mode_groups=cfg.get("mode_groups"))
+            label = f"tensorial {setup['input_shape']}->{cfg['hidden_shape']}x2 R={cfg['rank']}"
+            if cfg.get("mode_groups"):
+                label += f" groups={cfg['mode_groups']}"
+            models.append((label, net))
         for label, model in models:
             row = run_one(label, model, data, args)
             row["dataset"] = name

@@ -14,8 +14,22 @@ D = torch.float64
 
 def test_spec_strings() -> None:
     assert tensorial_dense_spec(3) == "bijk,ipz,jqz,krz->bpqr"
+    assert tensorial_dense_spec(4, (2, 2)) == "bijkl,ijpqz,klrsz->bpqrs"
     with pytest.raises(ValueError, match="order"):
         tensorial_dense_spec(0)
+    with pytest.raises(ValueError, match="mode_groups"):
+        tensorial_dense_spec(4, (2, 1))
+
+
+def test_grouped_modes_equal_linear_with_kronecker_sum_weight() -> None:
+    layer = tensorial_dense((2, 3, 2, 2), (2, 2, 3, 1), rank=2, mode_groups=(2, 2), dtype=D)
+    u, v = layer.kernels  # u[i, j, p, q, z], v[k, l, r, s, z]
+    weight = sum(
+        torch.kron(u[..., z].reshape(6, 4).T, v[..., z].reshape(4, 3).T) for z in range(2)
+    )
+    x = torch.randn(3, 2, 3, 2, 2, dtype=D)
+    ref = torch.nn.functional.linear(x.reshape(3, -1), weight, layer.bias.reshape(-1))
+    torch.testing.assert_close(layer(x).reshape(3, -1), ref, rtol=1e-12, atol=1e-12)
 
 
 def test_tensorial_dense_equals_linear_with_kronecker_sum_weight() -> None:

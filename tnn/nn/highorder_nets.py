@@ -39,17 +39,40 @@ def _shape(value: Sequence[int], name: str) -> tuple[int, ...]:
     return shape
 
 
-def tensorial_dense_spec(order: int) -> str:
-    """The ``conv_einsum`` string of an order-``order`` tensorial dense layer (see the module docstring)."""
+def _mode_groups(order: int, mode_groups: Sequence[int] | None) -> tuple[int, ...]:
+    if mode_groups is None:
+        return (1,) * order
+    groups = tuple(mode_groups)
+    if any(isinstance(g, bool) or not isinstance(g, int) or g < 1 for g in groups) or sum(groups) != order:
+        raise ValueError(
+            f"mode_groups must be positive ints summing to the order {order}, got {mode_groups!r}"
+        )
+    return groups
+
+
+def tensorial_dense_spec(order: int, mode_groups: Sequence[int] | None = None) -> str:
+    """The ``conv_einsum`` string of an order-``order`` tensorial dense layer (see the module docstring).
+
+    ``mode_groups`` splits the modes into consecutive groups that share one factor (default: one factor
+    per mode); e.g. ``(2, 2)`` on order 4 gives ``"bijkl,ijpqz,klrsz->bpqrs"`` (a 28 x 28 image folded
+    as ``(4, 7, 4, 7)``: one factor for the rows, one for the columns).
+    """
     if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= len(_IN):
         raise ValueError(f"order must be an int in 1..{len(_IN)}, got {order!r}")
     ins, outs = _IN[:order], _OUT[:order]
-    factors = ",".join(f"{i}{o}{_RANK}" for i, o in zip(ins, outs, strict=True))
-    return f"b{ins},{factors}->b{outs}"
+    factors, start = [], 0
+    for size in _mode_groups(order, mode_groups):
+        factors.append(ins[start : start + size] + outs[start : start + size] + _RANK)
+        start += size
+    return f"b{ins},{','.join(factors)}->b{outs}"
 
 
 def tensorial_dense(
-    in_shape: Sequence[int], out_shape: Sequence[int], rank: int, **kwargs: object
+    in_shape: Sequence[int],
+    out_shape: Sequence[int],
+    rank: int,
+    mode_groups: Sequence[int] | None = None,
+    **kwargs: object,
 ) -> TNNLayer:
     """A :class:`TNNLayer` mapping ``(B, *in_shape)`` to ``(B, *out_shape)``: ``rank`` Kronecker terms.
 
@@ -63,7 +86,7 @@ def tensorial_dense(
         raise ValueError(f"rank must be a positive int, got {rank!r}")
     n = len(in_shape)
     sizes = dict(zip(_IN, in_shape, strict=False)) | dict(zip(_OUT, out_shape, strict=False)) | {_RANK: rank}
-    return TNNLayer(tensorial_dense_spec(n), sizes, **kwargs)  # type: ignore[arg-type]
+    return TNNLayer(tensorial_dense_spec(n, mode_groups), sizes, **kwargs)  # type: ignore[arg-type]
 
 
 class HighOrderMLP(nn.Module):
@@ -80,6 +103,8 @@ class HighOrderMLP(nn.Module):
         Number of hidden (tensorial) layers; the classifier makes ``depth + 1`` layers in all.
     rank : int
         Number of Kronecker terms of each tensorial layer.
+    mode_groups : sequence of int, optional
+        Consecutive modes sharing one factor (see :func:`tensorial_dense_spec`); default one per mode.
     permute : sequence of int, optional
         Applied to the input before it is reshaped to ``(B, *input_shape)``; e.g. ``(0, 2, 3, 1)`` turns
         CIFAR's ``(B, C, H, W)`` images into ``(B, H, W, C)`` tensors.
@@ -95,6 +120,7 @@ class HighOrderMLP(nn.Module):
         depth: int = 2,
         rank: int = 4,
         permute: Sequence[int] | None = None,
+        mode_groups: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
         self.input_shape = _shape(input_shape, "input_shape")
@@ -111,7 +137,9 @@ class HighOrderMLP(nn.Module):
         shape = self.input_shape
         for _ in range(depth):
             layers.append(
-                tensorial_dense(shape, self.hidden_shape, rank, activation=torch.relu, gain=math.sqrt(2))
+                tensorial_dense(
+                    shape, self.hidden_shape, rank, mode_groups, activation=torch.relu, gain=math.sqrt(2)
+                )
             )
             shape = self.hidden_shape
         self.features = nn.Sequential(*layers)
