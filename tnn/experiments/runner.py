@@ -299,6 +299,7 @@ def run_experiment(
                 continue
             computed += 1
             log(f"[{title}] {cell_name(fmt, rate)}: running")
+            cell_dir.mkdir(parents=True, exist_ok=True)
             try:
                 row = run_cell(cell_dir, model, dataset, fmt, rate, teacher, data, budget, targets, seed=seed,
                                device=device, progress=progress)
