@@ -22,6 +22,8 @@ from tnn.interpret import (
     igc_to_tnn,
     linear_as_conv_einsum,
     linear_to_tnn,
+    resnext_as_conv_einsum,
+    resnext_to_tnn,
     spatially_separable_as_conv_einsum,
     spatially_separable_to_tnn,
     tnn_to_bottleneck,
@@ -30,6 +32,7 @@ from tnn.interpret import (
     tnn_to_group_conv,
     tnn_to_igc,
     tnn_to_linear,
+    tnn_to_resnext,
     tnn_to_spatially_separable,
 )
 from tnn.nn import TensorialConv2d, TNNLayer
@@ -293,3 +296,24 @@ def test_unsupported_chains_and_expanding_bottleneck() -> None:
     torch.testing.assert_close(as_conv_einsum(expanding)(x), expanding(x), rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="do not fit format 'tk'"):
         bottleneck_to_tnn(expanding)
+
+
+def test_resnext_bottleneck_is_block_term_tucker() -> None:
+    s, g, r, q, t = 6, 3, 2, 2, 5
+    block = prepared(
+        nn.Sequential(
+            nn.Conv2d(s, g * r, 1, bias=False),
+            nn.Conv2d(g * r, g * q, 3, padding=1, stride=2, groups=g, bias=False),
+            nn.Conv2d(g * q, t, 1),
+            nn.BatchNorm2d(t),
+        )
+    )
+    x = torch.randn(2, s, 7, 7, dtype=D)
+    expr = resnext_as_conv_einsum(block)
+    assert expr.spec == "bshw,sgr,gqrhw,gqt->bthw|hw" and expr.format == "block-term Tucker"
+    check(block, expr, x)
+    layer = resnext_to_tnn(block)
+    close(layer, block, x)
+    back = tnn_to_resnext(layer)
+    assert back[1].groups == g
+    close(back, block, x)

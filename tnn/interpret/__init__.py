@@ -11,6 +11,7 @@ folded BatchNorms) and a pair of converters to the corresponding tensorial layer
 - depthwise separable (Xception, MobileNet): ``cp``; ``depthwise_separable_to_tnn`` /
   ``tnn_to_depthwise_separable``;
 - the 1x1-kxk-1x1 bottleneck: ``tk`` (Tucker-2); ``bottleneck_to_tnn`` / ``tnn_to_bottleneck``;
+- ResNeXt's bottleneck (grouped kxk): block-term Tucker; ``resnext_to_tnn`` / ``tnn_to_resnext``;
 - ``k x 1`` then ``1 x k`` (Inception): ``svd``; ``spatially_separable_to_tnn`` /
   ``tnn_to_spatially_separable``;
 - interleaved group convolutions: two kernels over folded channels; ``igc_to_tnn`` / ``tnn_to_igc``.
@@ -44,6 +45,7 @@ from tnn.interpret.group import (
 )
 from tnn.interpret.igc import igc_as_conv_einsum, igc_block, igc_spec, igc_to_tnn, tnn_to_igc
 from tnn.interpret.registry import DESIGNS, as_conv_einsum
+from tnn.interpret.resnext import resnext_as_conv_einsum, resnext_spec, resnext_to_tnn, tnn_to_resnext
 from tnn.interpret.separable import (
     depthwise_separable_as_conv_einsum,
     depthwise_separable_spec,
@@ -87,6 +89,10 @@ __all__ = [
     "spatially_separable_as_conv_einsum",
     "spatially_separable_to_tnn",
     "tnn_to_spatially_separable",
+    "resnext_spec",
+    "resnext_as_conv_einsum",
+    "resnext_to_tnn",
+    "tnn_to_resnext",
     "igc_block",
     "igc_spec",
     "igc_as_conv_einsum",

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from tnn.interpret import bottleneck, dense, group, igc, separable, spatial
+from tnn.interpret import bottleneck, dense, group, igc, resnext, separable, spatial
 from tnn.interpret.expression import TNNExpression
 from tnn.interpret.stages import ConvStage, LinearStage, ShuffleStage, Stage, parse_block
 
@@ -20,6 +20,7 @@ DESIGNS: dict[str, tuple[str, str]] = {
     "depthwise_separable": ("cp", separable.depthwise_separable_spec()),
     "depthwise_separable_pointwise_first": ("cp", separable.depthwise_separable_spec(True)),
     "bottleneck": ("tk", bottleneck.bottleneck_spec()),
+    "resnext_bottleneck": ("block-term Tucker (sum of g Tucker-2 terms)", resnext.resnext_spec()),
     "spatially_separable": ("svd", spatial.spatially_separable_spec()),
     "igc": ("two kernels over folded channels", igc.igc_spec()),
 }
@@ -42,9 +43,10 @@ def _pick(stages: list[Stage]) -> Callable[[list[Stage]], TNNExpression]:
             return separable._expression
         return lambda st: spatial._expression(st)[0]
     if len(convs) == 3:
-        return (
-            separable._expression if convs[1].groups == convs[1].in_channels > 1 else bottleneck._expression
-        )
+        middle = convs[1]
+        if middle.groups == middle.in_channels > 1:
+            return separable._expression
+        return bottleneck._expression if middle.groups == 1 else resnext._expression
     raise ValueError(
         f"no interpretation for a chain of {len(convs)} convolutions; supported designs: {', '.join(DESIGNS)}"
     )
@@ -54,8 +56,8 @@ def as_conv_einsum(block: nn.Module) -> TNNExpression:
     """Interpret ``block`` as a TNN expression ``(spec, operands, options)`` plus an affine offset.
 
     Recognised: ``Conv2d`` (plain or grouped), ``Linear``, depthwise-separable (2 or 3 convolutions),
-    the 1x1-kxk-1x1 bottleneck, ``k x 1`` + ``1 x k`` (either order) and IGC blocks; eval-mode
-    ``BatchNorm2d`` after a convolution is folded, ``nn.Identity`` skipped.
+    the 1x1-kxk-1x1 bottleneck (plain or ResNeXt's grouped), ``k x 1`` + ``1 x k`` (either order) and
+    IGC blocks; eval-mode ``BatchNorm2d`` after a convolution is folded, ``nn.Identity`` skipped.
 
     Raises
     ------
