@@ -1,0 +1,133 @@
+"""Convergence study, Markdown/CSV tables, and the ResNet-50 ``paper`` configuration end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tnn.experiments import get_budget, run_convergence, run_experiment, steps_to_within
+from tnn.experiments.tables import detail_table, markdown, read_csv, summary_table, write_csv
+
+
+# ---------------------------------------------------------------- steps to within one point
+def test_steps_to_within_one_point() -> None:
+    steps = [0, 10, 20, 30, 40]
+    acc = [0.50, 0.895, 0.93, 0.88, 0.90]
+    r = steps_to_within(steps, acc)
+    assert r["final"] == 0.90
+    assert r["first"] == 10  # 0.895 >= 0.90 - 0.01
+    assert r["stays"] == 40  # 0.88 at step 30 drops below 0.89
+
+
+def test_steps_to_within_edge_cases() -> None:
+    assert steps_to_within([0], [0.3]) == {"first": 0, "stays": 0, "final": 0.3}
+    assert steps_to_within([0, 5, 9], [0.1, 0.6, 0.605], tol=0.01)["first"] == 5
+    with pytest.raises(ValueError, match="equal length"):
+        steps_to_within([0, 1], [0.5])
+    with pytest.raises(ValueError, match="non-empty"):
+        steps_to_within([], [])
+
+
+# ---------------------------------------------------------------- tables
+def _rows() -> list[dict]:
+    return [
+        {"model": "m", "format": "baseline", "rate": 1.0, "status": "ok", "acc_seq_test": 0.99,
+         "acc_seq_val": 0.985, "acc_final_test": 0.99, "model_params": 1000},
+        {"model": "m", "format": "rtt", "rate": 0.1, "status": "ok", "achieved_rate": 0.098,
+         "model_params": 98,
+         "acc_init_val": 0.5, "acc_seq_val": 0.97, "acc_seq_test": 0.9712, "acc_ft_test": 0.9801,
+         "acc_final_test": 0.9801, "steps_seq": 40, "steps_ft": 10, "wall_s": 12.3, "layers_dense": 1},
+        {"model": "m", "format": "tt", "rate": 0.1, "status": "error", "error": "RuntimeError: boom"},
+        {"model": "m", "format": "tt", "rate": 0.05, "status": "ok", "achieved_rate": 0.05,
+         "model_params": 50,
+         "acc_seq_test": 0.9, "acc_ft_test": 0.91, "acc_final_test": 0.91, "steps_seq": 40, "steps_ft": 10,
+         "wall_s": 3},
+    ]
+
+
+def test_summary_table_layout() -> None:
+    text = summary_table(_rows())
+    lines = text.splitlines()
+    assert lines[2] == "| format | rate 0.05 | rate 0.1 |"
+    assert "| uncompressed | 99.00 |" in text
+    assert "| tt | 90.00 / 91.00 | failed |" in text
+    assert "| rtt | not run | 97.12 / 98.01 |" in text
+    assert text.index("| tt |") < text.index("| rtt |")  # baselines before reshaped formats
+
+
+def test_detail_table_and_markdown() -> None:
+    text = detail_table(_rows())
+    assert "| rtt | 0.1 | 0.0980, 1 dense | 98 | 50.00 | 97.00 | 97.12 | 98.01 | 40+10 | 12 |" in text
+    assert "failed: RuntimeError: boom" in text
+    md = markdown(_rows(), title="m on d", budget_line="cpu: ...")
+    assert md.startswith("### m on d") and "Budget: cpu: ..." in md
+
+
+def test_csv_round_trip(tmp_path: Path) -> None:
+    write_csv(tmp_path / "r.csv", _rows())
+    back = read_csv(tmp_path / "r.csv")
+    assert len(back) == 4
+    assert back[1]["acc_seq_test"] == 0.9712 and back[1]["steps_seq"] == 40 and back[1]["format"] == "rtt"
+    assert back[0]["achieved_rate"] is None and back[2]["error"] == "RuntimeError: boom"
+
+
+# ---------------------------------------------------------------- convergence
+@pytest.mark.slow
+def test_convergence_study_runs_both_methods_and_resumes(tmp_path: Path) -> None:
+    budget = get_budget("smoke", "lenet5", conv_steps=4, conv_eval_every=2, conv_eval_limit=16,
+                        train_subset=16, val_size=16, batch_size=8)
+    lines: list[str] = []
+    summaries = run_convergence("lenet5", "synthetic", ["tt"], 0.2, budget, tmp_path, log=lines.append)
+    assert [(s["format"], s["method"]) for s in summaries] == [("tt", "sequential"), ("tt", "end-to-end")]
+    seq = json.loads((tmp_path / "curves" / "tt-sequential.json").read_text())
+    e2e = json.loads((tmp_path / "curves" / "tt-end-to-end.json").read_text())
+    assert seq["stage_ends"] == [1, 2, 3, 4]  # 4 steps split over lenet5's 4 stages
+    assert e2e["steps"] == [0, 2, 4] and seq["steps"] == [0, 2, 4]
+    assert seq["accuracy"][0] == e2e["accuracy"][0]  # the same decomposition-initialised start
+    assert all(b >= a for a, b in zip(seq["wall_s"], seq["wall_s"][1:], strict=False))
+    for s in summaries:
+        assert s["total_steps"] == 4 and s["steps_within_1pt"] in (0, 2, 4)
+    assert (tmp_path / "convergence.png").stat().st_size > 1000
+    assert "| tt | end-to-end |" in (tmp_path / "convergence.md").read_text()
+    assert len((tmp_path / "convergence.csv").read_text().splitlines()) == 1 + 3 + 3
+    lines.clear()
+    run_convergence("lenet5", "synthetic", ["tt"], 0.2, budget, tmp_path, log=lines.append)
+    assert lines == ["[convergence] tt: finished, skipped"]
+    with pytest.raises(ValueError, match="unknown method"):
+        run_convergence("lenet5", "synthetic", ["tt"], 0.2, budget, tmp_path, methods=["sgd"])
+
+
+# ---------------------------------------------------------------- ResNet-50, paper budget, image folder
+def _image_folder(root: Path, per_class: dict[str, int], size: int = 40) -> None:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, n in per_class.items():
+        for cls in ("n01", "n02"):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(n):
+                arr = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(d / f"img{i}.png")
+
+
+@pytest.mark.slow
+def test_resnet50_paper_configuration_end_to_end(tmp_path: Path) -> None:
+    """The ``paper`` budget for ResNet-50 on an ImageNet-style folder, one step per stage."""
+    _image_folder(tmp_path / "imagenet", {"train": 3, "val": 2})
+    paper = get_budget("paper", "resnet50")
+    budget = get_budget("paper", "resnet50", steps_per_stage=1, batch_size=2, val_size=2, image_size=32,
+                        resize=36)
+    assert budget.lr == paper.lr and budget.cache_teacher == paper.cache_teacher
+    rows = run_experiment("resnet50", "imagenet", ["rtt"], [0.1], budget, tmp_path / "out",
+                          data_dir=tmp_path / "imagenet", log=lambda _s: None)
+    assert [r["format"] for r in rows] == ["baseline", "rtt"]
+    cell = rows[1]
+    assert cell["status"] == "ok", cell
+    assert cell["stages"] == 5 and cell["steps_seq"] == 5  # layer1..layer4, fc
+    assert cell["n_train"] == 4 and cell["n_val"] == 2 and cell["n_test"] == 4
+    assert cell["achieved_rate"] < 0.2 and cell["layers_compressed"] > 40
+    assert (tmp_path / "out" / "results.csv").exists()
