@@ -79,6 +79,28 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict[str, Any]) -> No
     atomic_write(path, lambda handle: torch.save(payload, handle))
 
 
+def verify_zip_integrity(path: str | os.PathLike[str]) -> None:
+    """Check the CRC-32 of every entry of a zip-format ``torch.save`` file (a no-op for other files).
+
+    ``torch.load`` does not verify checksums, so flipped bytes inside tensor data would load silently.
+
+    Raises
+    ------
+    CheckpointError
+        An entry's data does not match its checksum, or the zip structure is damaged.
+    """
+    p = Path(path)
+    if not zipfile.is_zipfile(p):
+        return
+    try:
+        with zipfile.ZipFile(p) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {str(p)!r} is truncated or corrupted ({exc})") from exc
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {str(p)!r} is corrupted: entry {bad!r} fails its CRC-32 check")
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(weights_only=True)``.
 
@@ -98,6 +120,7 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
+    verify_zip_integrity(p)
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError,
