@@ -37,7 +37,7 @@ SETUPS = {
         "input_shape": (4, 7, 4, 7),
         "permute": None,
         "baseline_width": 256,
-        "tensorial": {"hidden_shape": (6, 6, 6, 6), "rank": 4, "mode_groups": (2, 2)},
+        "tensorial": {"hidden_shape": (6, 6, 6, 6), "rank": 8, "mode_groups": (2, 2)},
         "candidates": [
             {"hidden_shape": (6, 6, 6, 6), "rank": 4},
             {"hidden_shape": (8, 8, 8, 8), "rank": 2},
