@@ -132,6 +132,7 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
 
     A tnn checkpoint whose metadata holds a compression ``plan`` is rebuilt as that compressed
     architecture (``compress(model, plan=...)``, no decomposition) before its weights are loaded.
+    A ``.safetensors`` file is read by :func:`tnn.export.load_safetensors` (same rebuild).
 
     Returns
     -------
@@ -141,6 +142,13 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     from tnn.io import load_checkpoint
     from tnn.models import get_model, load_pretrained
 
+    if args.weights and str(args.weights).lower().endswith(".safetensors"):
+        from tnn.export import load_safetensors
+
+        base = get_model(args.model) if args.model else None
+        model, meta = load_safetensors(args.weights, base, expect_model=args.model)
+        args.model = args.model or meta.get("model")
+        return model.train(), meta
     meta: dict[str, Any] = {}
     ckpt: dict[str, Any] | None = None
     if args.weights:

@@ -51,15 +51,10 @@ def _target(args: argparse.Namespace) -> str:
 def _load(args: argparse.Namespace):  # -> tuple[nn.Module, dict]
     if not args.weights:
         raise common.CLIError("--weights is required: the checkpoint or .safetensors file to export")
-    if Path(args.weights).suffix.lower() == ".safetensors":
-        from tnn.export import load_safetensors
-
-        model, meta = load_safetensors(args.weights, expect_model=args.model)
-        args.model = meta.get("model") or args.model
-        if not args.model:
-            raise common.CLIError(f"--weights {args.weights} does not name its model; give --model")
-        return model, meta
-    return common.load_model(args)
+    model, meta = common.load_model(args)
+    if not args.model:
+        raise common.CLIError(f"--weights {args.weights} does not name its model; give --model")
+    return model, meta
 
 
 def run(args: argparse.Namespace) -> int:
