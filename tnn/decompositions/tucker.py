@@ -171,7 +171,9 @@ def partial_tucker(
     Notes
     -----
     HOOI updates ``U_k`` to the leading left singular vectors of the mode-``modes[k]`` unfolding of the
-    tensor projected on all other factors; the core norm never decreases, hence the error never increases.
+    tensor projected on all other factors (the core norm never decreases with exact SVDs). The factors
+    with the smallest error seen, HOSVD included, are returned. Large unfoldings use the randomised SVD
+    of :func:`~tnn.decompositions.truncated_svd`.
     """
     check_tensor(tensor)
     modes = _validate_modes(tensor.ndim, modes)
@@ -186,7 +188,12 @@ def partial_tucker(
             leading_left_singular_vectors(unfold(tensor, m), r) for m, r in zip(modes, rank, strict=True)
         ]
         norm_sq = float(torch.sum(tensor * tensor))
-        previous = None
+
+        def error_of(core: Tensor) -> float:  # valid because the factors are orthonormal
+            return math.sqrt(max(norm_sq - float(torch.sum(core * core)), 0.0) / norm_sq) if norm_sq else 0.0
+
+        best_factors = list(factors)
+        best = previous = error_of(multi_mode_dot(tensor, factors, modes, transpose=True))
         for _ in range(n_iter_max):
             for k, m in enumerate(modes):
                 others = [j for j in range(len(modes)) if j != k]
@@ -194,13 +201,13 @@ def partial_tucker(
                     tensor, [factors[j] for j in others], [modes[j] for j in others], transpose=True
                 )
                 factors[k] = leading_left_singular_vectors(unfold(projected, m), rank[k])
-            core = multi_mode_dot(projected, [factors[-1]], [modes[-1]], transpose=True)
-            err = (
-                math.sqrt(max(norm_sq - float(torch.sum(core * core)), 0.0) / norm_sq) if norm_sq > 0 else 0.0
-            )
-            if previous is not None and abs(previous - err) <= tol * previous:
+            err = error_of(multi_mode_dot(projected, [factors[-1]], [modes[-1]], transpose=True))
+            if err < best:
+                best, best_factors = err, list(factors)
+            if abs(previous - err) <= tol * previous:
                 break
             previous = err
+        factors = best_factors
         core = multi_mode_dot(tensor, factors, modes, transpose=True)
         error = relative_error(tensor, tucker_to_tensor(core, factors, modes))
     return TuckerTensor(core, factors, error)
