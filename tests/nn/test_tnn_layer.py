@@ -10,6 +10,8 @@ import pickle
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tnn.nn import TNNLayer
 
@@ -177,3 +179,40 @@ def test_call_errors_name_the_problem() -> None:
     conv = TNNLayer("bshw,tshw->bthw|hw", dict(s=2, t=3, h=5, w=5))
     with pytest.raises(ValueError):
         conv(torch.randn(1, 2, 3, 3))  # the kernel is larger than the unpadded input
+
+
+@st.composite
+def _contraction_layers(draw: st.DrawFn) -> tuple[str, dict[str, int], tuple[int, ...]]:
+    """Random input term (batch b first) and 1-3 kernels over a small alphabet, with an explicit output."""
+    letters = "ijklmn"
+    sizes = {c: draw(st.integers(1, 3)) for c in letters}
+    x_term = "b" + "".join(draw(st.permutations(letters))[: draw(st.integers(1, 3))])
+    kernels = []
+    for _ in range(draw(st.integers(1, 3))):
+        k = draw(st.integers(1, 3))
+        kernels.append("".join(draw(st.permutations(letters))[:k]))
+    used = set(x_term + "".join(kernels)) - {"b"}
+    kept = [c for c in sorted(used) if draw(st.booleans())]
+    out = "b" + "".join(kept)
+    spec = ",".join([x_term, *kernels]) + "->" + out
+    kernel_letters = set("".join(kernels))
+    layer_sizes = {c: sizes[c] for c in used if c in kernel_letters or (c in x_term and c not in out)}
+    shape = (2, *(sizes[c] for c in x_term[1:]))
+    return spec, layer_sizes, shape
+
+
+@settings(max_examples=30, deadline=None)
+@given(_contraction_layers())
+def test_random_contraction_layers_match_einsum(case: tuple[str, dict[str, int], tuple[int, ...]]) -> None:
+    spec, sizes, shape = case
+    layer = TNNLayer(spec, sizes, dtype=D)
+    with torch.no_grad():
+        if layer.bias is not None:
+            layer.bias.normal_()
+    x = torch.randn(shape, dtype=D)
+    ref = torch.einsum(spec, x, *layer.kernels)
+    out = spec.split("->")[1]
+    if layer.bias is not None:
+        view = [layer.sizes[c] if c in layer.bias_indices else 1 for c in out]
+        ref = ref + layer.bias.reshape(view)  # bias letters are in output order by default
+    torch.testing.assert_close(layer(x), ref, rtol=1e-10, atol=1e-10)
