@@ -9,7 +9,8 @@ the input without flattening it)::
 
     spec (N = 3):  "b ijk, i p z, j q z, k r z -> b pqr"
 
-It has ``R * sum_n I_n O_n`` weights instead of ``prod_n I_n * prod_n O_n``. :class:`HighOrderMLP` stacks
+With one factor per mode it has ``R * sum_n I_n O_n`` weights instead of ``prod_n I_n O_n``
+(``mode_groups`` lets consecutive modes share a factor). :class:`HighOrderMLP` stacks
 such layers (ReLU in between) and ends with a dense classifier over the last hidden tensor; :func:`flat_mlp`
 is the flattened baseline of the same depth. Examples: MNIST images seen as ``(4, 7, 4, 7)`` tensors
 (row ``= 7 i + j``, column ``= 7 k + l``) and CIFAR-10 images as ``(H, W, C) = (32, 32, 3)`` tensors.
