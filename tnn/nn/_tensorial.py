@@ -7,9 +7,11 @@ and cached per (shape, dtype, device). For every new input shape two evaluations
 algebra's FLOP model and the cheaper one is kept:
 
 - ``"factors"``: the whole network, input included, contracted in the FLOP-optimal pairwise order
-  (``optimize="optimal"``); for small batches and feature maps this is the factor-by-factor evaluation;
-- ``"dense"``: reconstruct the kernel from the factors, then one ``F.conv2d`` / ``F.linear`` — what
-  large batches or feature maps favour, when the kernel is cheaper to build than to avoid.
+  (``optimize="optimal"``), i.e. factor by factor;
+- ``"dense"``: reconstruct the kernel from the factors, then one ``F.conv2d`` / ``F.linear``.
+
+The costs compared are the planned FLOPs plus :data:`ELEMENT_COST` per element of every step result,
+because the factor-by-factor steps are memory-bound where one dense convolution is compute-bound.
 
 The choice and both costs are exposed by :meth:`TensorialLayer.plan` (and :meth:`TensorialLayer.flops`).
 """
@@ -29,6 +31,12 @@ from tnn.formats import FORMATS, Format, KernelGeometry, check_rate, get_format
 __all__ = ["TensorialLayer", "Plan"]
 
 INITS = ("decompose", "random")
+#: Cost, in FLOPs, charged per element of every step result (intermediates and output) when choosing
+#: between the two evaluations. FLOPs alone favour the factor-by-factor evaluation far too often: its
+#: steps are memory-bound (few channels, permutes and copies between steps) while one dense convolution
+#: is compute-bound. The value is a rough CPU roofline (one float32 element written, permuted and read
+#: again costs about as long as 100-300 FLOPs of a well-blocked convolution); see docs/benchmarks.md.
+ELEMENT_COST = 256.0
 EVALUATIONS = ("auto", "factors", "dense")
 
 
@@ -45,11 +53,15 @@ class Plan:
         Planned FLOPs of the ``"factors"`` evaluation (the algebra's cost model).
     dense_flops : int
         Planned FLOPs of the kernel reconstruction plus the dense op, in the same model.
+    factors_cost, dense_cost : float
+        The FLOPs plus :data:`ELEMENT_COST` per element written by each step (what ``"auto"`` compares).
     """
 
     mode: str
     factors_flops: int
     dense_flops: int
+    factors_cost: float = 0.0
+    dense_cost: float = 0.0
 
     @property
     def flops(self) -> int:
@@ -204,14 +216,18 @@ class TensorialLayer(nn.Module):
         _, dense = conv_einsum_path(dense_spec, *dense_shapes, optimize="optimal", **opts)
         factors_flops = int(info.opt_flops)
         dense_flops = int(rec.opt_flops) + int(dense.opt_flops)
+        factors_cost = factors_flops + ELEMENT_COST * sum(st.size for st in info.steps)
+        kernel_size = math.prod(self.geometry.weight_shape)
+        out_size = dense.steps[-1].size if dense.steps else dense.largest_intermediate
+        dense_cost = dense_flops + ELEMENT_COST * (sum(st.size for st in rec.steps) + kernel_size + out_size)
         if self._evaluation == "auto":
-            mode = "factors" if factors_flops <= dense_flops else "dense"
+            mode = "factors" if factors_cost <= dense_cost else "dense"
         else:
             mode = self._evaluation
         expr = None
         if mode == "factors":
             expr = conv_einsum_expression(self.spec, folded, *shapes, optimize="optimal", **opts)
-        return Plan(mode, factors_flops, dense_flops), expr
+        return Plan(mode, factors_flops, dense_flops, factors_cost, dense_cost), expr
 
     def _plan_for(
         self, folded: tuple[int, ...], dtype: torch.dtype, device: torch.device
