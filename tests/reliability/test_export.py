@@ -28,6 +28,9 @@ from tnn.nn import TensorialConv2d, TensorialLinear
 
 ATOL = 1e-4
 
+# the ONNX exporter imports torch.jit helpers that warn about their own deprecation
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
 
 class AllFormats(nn.Module):
     """One small tensorial conv + linear per format, all outputs returned: one export tests every format."""
