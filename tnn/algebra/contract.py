@@ -363,8 +363,29 @@ def _plan(spec: ParsedSpec, shapes: tuple[tuple[int, ...], ...], options: tuple[
     return _Plan(spec, shapes, options, optimize)
 
 
+def _typed(value: Any) -> Any:
+    """A hashable key of an option value that tells ``1``, ``True`` and ``1.0`` apart."""
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_typed(v) for v in value))
+    if isinstance(value, dict):
+        return (dict, tuple((k, _typed(v)) for k, v in value.items()))
+    return (type(value), value)
+
+
+_FAST: dict[Any, _Plan] = {}
+_FAST_LIMIT = 1024
+
+
 def _prepare(spec: str, shapes: tuple[tuple[int, ...], ...], padding: Any, stride: Any, dilation: Any,
              circular: Any, optimize: Any) -> _Plan:
+    try:
+        key = (spec, shapes, _typed(padding), _typed(stride), _typed(dilation), _typed(circular),
+               _typed(optimize))
+        found = _FAST.get(key)
+    except TypeError:  # unhashable option: no fast path
+        key, found = None, None
+    if found is not None:
+        return found
     parsed = parse_spec(spec)
     if len(shapes) != parsed.num_operands:
         raise ValueError(
@@ -372,7 +393,12 @@ def _prepare(spec: str, shapes: tuple[tuple[int, ...], ...], padding: Any, strid
             f"{len(shapes)} operand(s) were given"
         )
     options = normalize_conv_options(parsed.conv, padding, stride, dilation, circular)
-    return _plan(parsed, shapes, options, _optimize_key(optimize, parsed.num_operands))
+    plan = _plan(parsed, shapes, options, _optimize_key(optimize, parsed.num_operands))
+    if key is not None:
+        if len(_FAST) >= _FAST_LIMIT:
+            _FAST.clear()
+        _FAST[key] = plan
+    return plan
 
 
 def conv_einsum(

@@ -126,29 +126,41 @@ def conv_step(
     g_sizes = [sizes[i] for i in g_idx]
     ng, nt = len(g_idx), len(t_idx)
     is_extra = [d.name in extra for d in dims]
+    any_extra = any(is_extra)
     flip = [2 + k for k, d in enumerate(dims) if d.mode == "full"]
     conv_fn = _CONV[len(dims)]
     stride = tuple(d.stride for d in dims)
     dilation = tuple(d.dilation for d in dims)
     full = [d.mode == "full" for d in dims]
+    static_padding = None if flip else tuple(d.pad for d in dims)
     pads = [d.pad for d in dims]
+    n_sp, n_wc = len(dims), len(w_conv)
+    x_perm_or_none = None if x_identity else x_perm
+    w_perm_or_none = None if w_identity else w_perm
+    gs = g * s
 
     def fn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        if not x_identity:
-            x = x.permute(x_perm)
-        if not w_identity:
-            w = w.permute(w_perm)
-        batch = x.shape[:nx]
-        t_sizes = w.shape[ng : ng + nt]
+        if x_perm_or_none is not None:
+            x = x.permute(x_perm_or_none)
+        if w_perm_or_none is not None:
+            w = w.permute(w_perm_or_none)
+        xs, ws = x.shape, w.shape
+        batch = xs[:nx]
+        t_sizes = ws[ng : ng + nt]
         t = prod(t_sizes)
-        spatial_x = x.shape[x.ndim - len(dims) :]
-        it = iter(w.shape[w.ndim - len(w_conv) :])
-        spatial_w = [1 if e else next(it) for e in is_extra]
-        x = x.reshape(prod(batch), g * s, *spatial_x)
+        spatial_x = xs[len(xs) - n_sp :]
+        if any_extra:
+            it = iter(ws[len(ws) - n_wc :])
+            spatial_w = tuple(1 if e else next(it) for e in is_extra)
+        else:
+            spatial_w = ws[len(ws) - n_wc :]
+        x = x.reshape(prod(batch), gs, *spatial_x)
         w = w.reshape(g * t, s, *spatial_w)
-        if flip:
+        if static_padding is None:
             w = w.flip(flip)
-        padding = tuple(k - 1 if f else p for k, f, p in zip(spatial_w, full, pads, strict=True))
+            padding = tuple(k - 1 if f else p for k, f, p in zip(spatial_w, full, pads, strict=True))
+        else:
+            padding = static_padding
         if x.numel() == 0 or w.numel() == 0:
             out_sp = [
                 (n + 2 * p - dl * (k - 1) - 1) // st + 1
