@@ -242,3 +242,20 @@ def test_failed_checkpoint_write_leaves_previous_file_intact(tmp_path):
     again = load_checkpoint(path)
     assert again["metadata"]["step"] == 1 and torch.equal(again["model"]["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_cli_output_dir_keeps_checkpoints_of_a_failed_training_run(tmp_path):
+    from tnn.cli.common import output_dir
+
+    run = tmp_path / "run"
+    with pytest.raises(NonFiniteLossError), output_dir(str(run), keep_on_interrupt=True) as folder:
+        save_checkpoint(folder / "checkpoint.pt", {"metadata": {"step": 4}})
+        raise NonFiniteLossError("training stopped: non-finite loss nan")
+    assert load_checkpoint(run / "checkpoint.pt")["metadata"]["step"] == 4
+    # without a checkpoint, or for non-training commands, a failed command leaves nothing behind
+    for keep, name in ((True, "empty"), (False, "other")):
+        with pytest.raises(ValueError), output_dir(str(tmp_path / name), keep_on_interrupt=keep) as folder:
+            if not keep:
+                save_checkpoint(folder / "model.pt", {"metadata": {}})
+            raise ValueError("boom")
+        assert not (tmp_path / name).exists()

@@ -221,7 +221,9 @@ def write_json(path: Path, data: Any) -> None:
 def output_dir(path: str | None, keep_on_interrupt: bool = False) -> Iterator[Path | None]:
     """Create ``--out`` for the block; remove it again if we created it and the block fails.
 
-    With ``keep_on_interrupt`` (training), a ``KeyboardInterrupt`` keeps it so ``--resume`` can continue.
+    With ``keep_on_interrupt`` (training), a ``KeyboardInterrupt`` keeps it so ``--resume`` can continue,
+    and so does any other failure once a checkpoint (``*.pt``) is in it: the last good checkpoint of a
+    run stopped by a non-finite loss survives.
     """
     if path is None:
         yield None
@@ -242,7 +244,7 @@ def output_dir(path: str | None, keep_on_interrupt: bool = False) -> Iterator[Pa
             shutil.rmtree(top, ignore_errors=True)
         raise
     except BaseException:
-        if created:
+        if created and not (keep_on_interrupt and any(out.glob("*.pt"))):
             shutil.rmtree(top, ignore_errors=True)
         raise
 
