@@ -42,7 +42,7 @@ def _rate(fmt_name: str, module: nn.Conv2d, wanted: float = 0.2) -> float:
 def _dense(layer: str) -> tuple[nn.Conv2d, torch.Tensor]:
     cin, cout, k, s, p, d, g, n = LAYERS[layer]
     conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, dilation=d, groups=g, dtype=torch.float64)
-    return conv, torch.randn(2, cin, n, n, dtype=torch.float64)
+    return conv, torch.randn(1, cin, n, n, dtype=torch.float64)
 
 
 @pytest.mark.parametrize("layer", list(LAYERS))
@@ -59,9 +59,10 @@ def test_layer_matches_dense(fmt: str, layer: str) -> None:
     dense = tconv.to_dense()
     expected = dense(x)
     assert expected.shape == conv(x).shape
-    for mode in ("auto", "factors", "dense"):
-        tconv.evaluation = mode
-        torch.testing.assert_close(tconv(x), expected, rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(tconv(x), expected, rtol=1e-9, atol=1e-10)
+    other = "dense" if tconv.plan(tuple(x.shape)).mode == "factors" else "factors"
+    tconv.evaluation = other
+    torch.testing.assert_close(tconv(x), expected, rtol=1e-9, atol=1e-10)
     # gradients reach every factor and the bias
     tconv.evaluation = "factors"
     tconv(x).square().sum().backward()

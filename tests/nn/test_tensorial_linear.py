@@ -28,7 +28,7 @@ def test_linear_matches_dense(fmt: str, shape: str) -> None:
     x = torch.randn(3, 2, fin, dtype=torch.float64)
     expected = t.to_dense()(x)
     assert expected.shape == (3, 2, fout)
-    for mode in ("factors", "dense", "auto"):
+    for mode in ("factors", "dense"):
         t.evaluation = mode
         torch.testing.assert_close(t(x), expected, rtol=1e-9, atol=1e-10)
     t.evaluation = "factors"
