@@ -1,0 +1,123 @@
+"""Tensor ring: TR-SVD against TensorLy, ALS optimality and monotonicity, exact recovery, validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tnn.decompositions import TRTensor, relative_error, tensor_ring, tr_to_tensor, validate_tr_rank
+from tnn.decompositions.tr import _als_update
+
+tl = pytest.importorskip("tensorly")
+from tensorly.decomposition import tensor_ring as tl_tensor_ring  # noqa: E402
+
+F64 = torch.float64
+
+
+def _random_ring(shape: tuple[int, ...], ranks: list[int], seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    n = len(shape)
+    return [torch.randn(ranks[k], shape[k], ranks[(k + 1) % n], generator=g, dtype=F64) for k in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("shape", "rank"), [((6, 7, 8), [2, 2, 2]), ((5, 6, 7, 3), [2, 2, 3, 2]), ((6, 7, 8), [1, 4, 3])]
+)
+def test_tr_svd_error_matches_tensorly(shape: tuple[int, ...], rank: list[int]) -> None:
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(len(shape)), dtype=F64)
+    ours = tensor_ring(x, rank)
+    assert isinstance(ours, TRTensor)
+    xn = x.numpy()
+    cores = tl_tensor_ring(xn, [*rank, rank[0]])
+    reference = float(np.linalg.norm(xn - tl.tr_to_tensor(cores)) / np.linalg.norm(xn))
+    assert ours.error <= 1.05 * reference + 1e-12
+    n = len(shape)
+    assert [tuple(c.shape) for c in ours.cores] == [(rank[k], shape[k], rank[(k + 1) % n]) for k in range(n)]
+    assert ours.error == pytest.approx(relative_error(x, tr_to_tensor(ours.cores)), rel=1e-10)
+
+
+def test_tr_to_tensor_matches_einsum() -> None:
+    cores = _random_ring((3, 4, 2, 5), [2, 3, 1, 2], seed=0)
+    ref = torch.einsum("aib,bjc,ckd,dla->ijkl", *cores)
+    torch.testing.assert_close(tr_to_tensor(cores), ref)
+    two = _random_ring((3, 4), [2, 3], seed=1)
+    torch.testing.assert_close(tr_to_tensor(two), torch.einsum("aib,bja->ij", *two))
+
+
+@pytest.mark.parametrize("k", [0, 1, 2, 3])
+def test_als_update_is_the_least_squares_optimum(k: int) -> None:
+    shape, ranks = (4, 3, 2, 3), [2, 3, 2, 2]
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(2), dtype=F64)
+    cores = _random_ring(shape, ranks, seed=3)
+    updated = _als_update(x, cores, k)
+    # brute force: the reconstruction is linear in core k; build its design matrix column by column
+    basis = torch.eye(updated.numel(), dtype=F64)
+    columns = []
+    for e in basis:
+        trial = list(cores)
+        trial[k] = e.reshape(updated.shape)
+        columns.append(tr_to_tensor(trial).reshape(-1))
+    design = torch.stack(columns, 1)
+    best = torch.linalg.lstsq(design, x.reshape(-1, 1)).solution.reshape(updated.shape)
+    ours = list(cores)
+    ours[k] = updated
+    ref = list(cores)
+    ref[k] = best
+    assert relative_error(x, tr_to_tensor(ours)) == pytest.approx(
+        relative_error(x, tr_to_tensor(ref)), rel=1e-9
+    )
+
+
+def test_tr_als_never_increases_error() -> None:
+    x = torch.randn(5, 6, 7, generator=torch.Generator().manual_seed(4), dtype=F64)
+    errors = [tensor_ring(x, [2, 2, 3], n_iter_max=n, tol=0.0).error for n in (0, 1, 3, 8)]
+    assert all(b <= a + 1e-12 for a, b in zip(errors, errors[1:], strict=False))
+    assert errors[-1] < errors[0]
+
+
+def test_tr_recovers_exact_low_rank() -> None:
+    ranks = [2, 2, 3, 2]
+    x = tr_to_tensor(_random_ring((5, 6, 7, 4), ranks, seed=5))
+    # TR-SVD alone is not exact for a generic ring (the first split mixes r_0 and r_1); ALS is
+    assert tensor_ring(x, ranks, n_iter_max=30).error <= 1e-6
+    # a ring with r_0 = 1 is a tensor train, recovered by TR-SVD alone
+    y = tr_to_tensor(_random_ring((5, 6, 7, 4), [1, 2, 3, 2], seed=6))
+    assert tensor_ring(y, [1, 2, 3, 2]).error <= 1e-6
+
+
+def test_tr_first_split_larger_than_mode_is_padded() -> None:
+    # r_0 * r_1 = 9 > I_0 = 4: TR-SVD pads with zeros, ALS revives the dead slices
+    x = torch.randn(4, 5, 6, generator=torch.Generator().manual_seed(7), dtype=F64)
+    svd_only = tensor_ring(x, 3)
+    assert [tuple(c.shape) for c in svd_only.cores] == [(3, 4, 3), (3, 5, 3), (3, 6, 3)]
+    refined = tensor_ring(x, 3, n_iter_max=10, random_state=0)
+    assert refined.error < svd_only.error
+    again = tensor_ring(x, 3, n_iter_max=10, random_state=0)
+    assert all(torch.equal(a, b) for a, b in zip(refined.cores, again.cores, strict=True))
+
+
+def test_tr_float32() -> None:
+    x = torch.randn(4, 5, 6)
+    res = tensor_ring(x, [2, 2, 2], n_iter_max=2)
+    assert all(c.dtype == torch.float32 for c in res.cores)
+    assert 0 < res.error < 1
+
+
+def test_tr_rank_validation() -> None:
+    assert validate_tr_rank((3, 4, 5), 2) == [2, 2, 2]
+    assert validate_tr_rank((3, 4, 5), [2, 3, 4, 2]) == [2, 3, 4]
+    with pytest.raises(ValueError, match="needs 3 ranks"):
+        validate_tr_rank((3, 4, 5), [2, 3])
+    with pytest.raises(ValueError, match=r"rank\[0\] == rank\[N\]"):
+        validate_tr_rank((3, 4, 5), [2, 3, 4, 1])
+    with pytest.raises(ValueError, match="must be positive"):
+        validate_tr_rank((3, 4, 5), [2, 0, 2])
+    with pytest.raises(ValueError, match=r"exceeds r_0 \* I_0"):
+        validate_tr_rank((2, 4, 5), [1, 3, 1])
+    with pytest.raises(ValueError, match="order >= 2"):
+        validate_tr_rank((3,), 2)
+    with pytest.raises(ValueError, match="does not close"):
+        tr_to_tensor([torch.ones(2, 3, 3), torch.ones(3, 3, 1)])
+    with pytest.raises(ValueError, match="n_iter_max"):
+        tensor_ring(torch.randn(3, 4, dtype=F64), 1, n_iter_max=-1)
