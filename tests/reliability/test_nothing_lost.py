@@ -259,3 +259,22 @@ def test_cli_output_dir_keeps_checkpoints_of_a_failed_training_run(tmp_path):
                 save_checkpoint(folder / "model.pt", {"metadata": {}})
             raise ValueError("boom")
         assert not (tmp_path / name).exists()
+
+
+def test_cli_unwritable_out_is_a_one_line_error(tmp_path, monkeypatch, capsys):
+    from tnn.cli.main import main
+    from tnn.models import get_model
+
+    ro_fs = OSError(errno.EROFS, "Read-only file system")
+
+    def refuse(*args, **kwargs):
+        raise ro_fs
+
+    dense = tmp_path / "dense.pt"
+    torch.save(get_model("lenet5").state_dict(), dense)
+    monkeypatch.setattr(preflight_module.tempfile, "mkstemp", refuse)
+    code = main(["compress", "--model", "lenet5", "--weights", str(dense), "--format", "rtt", "--rate", "0.5",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "not writable" in err and "Read-only file system" in err, err
+    assert "\n" not in err and not (tmp_path / "out").exists()

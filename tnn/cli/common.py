@@ -236,7 +236,18 @@ def output_dir(path: str | None, keep_on_interrupt: bool = False) -> Iterator[Pa
     while not top.parent.exists() and top.parent != top:
         top = top.parent
     if created:
-        out.mkdir(parents=True)
+        try:
+            out.mkdir(parents=True)
+        except OSError as exc:
+            raise CLIError(f"--out {path}: cannot create the directory ({exc.strerror or exc})") from exc
+    from tnn.io.preflight import check_output_dir
+
+    try:  # unwritable or read-only: fail before the work, not when saving its result
+        check_output_dir(out, what="--out")
+    except BaseException:
+        if created:
+            shutil.rmtree(top, ignore_errors=True)
+        raise
     try:
         yield out
     except KeyboardInterrupt:
