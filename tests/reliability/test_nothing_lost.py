@@ -96,8 +96,9 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted_run(tmp_path):
             proc.kill()
         proc.wait(timeout=30)
         assert proc.stderr is not None
+        child_err = proc.stderr.read().decode(errors="replace")[-2000:]
         proc.stderr.close()
-    assert killed_at is not None, "the child finished or failed before it could be killed"
+    assert killed_at is not None, f"the child finished or failed before it could be killed:\n{child_err}"
     assert proc.returncode == -signal.SIGKILL
     assert not final.exists()
     # the checkpoint survives the kill intact, with metadata; no temporary files are left to confuse resume
