@@ -9,6 +9,8 @@ import pickle
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from tnn.formats import FORMATS, get_format
@@ -194,3 +196,41 @@ def test_errors() -> None:
         t(torch.randn(2, 5, 8, 8))
     with pytest.raises(ValueError, match="evaluation must be one of"):
         t.evaluation = "fast"
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    fmt=st.sampled_from(FORMATS),
+    groups=st.integers(1, 3),
+    cin_g=st.integers(1, 7),
+    cout_g=st.integers(1, 7),
+    kh=st.integers(1, 4),
+    kw=st.integers(1, 4),
+    stride=st.integers(1, 2),
+    padding=st.integers(0, 2),
+    dilation=st.integers(1, 2),
+    m=st.integers(1, 3),
+    fraction=st.floats(0.0, 1.0),
+)
+def test_random_layers_match_dense(fmt: str, groups: int, cin_g: int, cout_g: int, kh: int, kw: int,
+                                   stride: int, padding: int, dilation: int, m: int, fraction: float) -> None:
+    """Arbitrary (prime, unit) channel counts, kernels, groups and folds: forward == to_dense()."""
+    reshaped = get_format(fmt).reshaped
+    if not reshaped:
+        m = 1
+    elif kh * kw == 1 and fmt in ("rtt", "rtr") and m == 1:
+        m = 2
+    geom = get_format(fmt).geometry(cout_g * groups, cin_g * groups, (kh, kw), groups, m)
+    min_rate = get_format(fmt).min_params(geom) / geom.dense_params
+    if min_rate > 1:
+        return
+    rate = min(1.0, min_rate + fraction * (1 - min_rate))
+    layer = TensorialConv2d(cin_g * groups, cout_g * groups, (kh, kw), format=fmt, rate=rate, stride=stride,
+                            padding=padding, dilation=dilation, groups=groups, m=m, dtype=torch.float64)
+    assert layer.weight_params <= math.floor(rate * geom.dense_params + 1e-9)
+    size = dilation * (max(kh, kw) - 1) + 2
+    x = torch.randn(1, cin_g * groups, size, size + 1, dtype=torch.float64)
+    expected = layer.to_dense()(x)
+    for mode in ("factors", "dense"):
+        layer.evaluation = mode
+        torch.testing.assert_close(layer(x), expected, rtol=1e-9, atol=1e-10)
