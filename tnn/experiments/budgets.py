@@ -153,8 +153,8 @@ BUDGETS: dict[str, dict[str, Budget]] = {
                            conv_steps=20000, conv_eval_every=1000, conv_eval_limit=10000),
     },
     "cpu": {
-        "lenet5": Budget("cpu", steps_per_stage=100, batch_size=128, lr=1e-3, train_subset=12800,
-                         val_size=5000, val_limit=2000, cache_teacher=True, finetune_steps=100,
+        "lenet5": Budget("cpu", steps_per_stage=60, batch_size=128, lr=1e-3, train_subset=7680,
+                         val_size=5000, val_limit=1000, cache_teacher=True, finetune_steps=60,
                          finetune_lr=1e-4, checkpoint_every=100),
         "*": Budget("cpu", steps_per_stage=80, batch_size=64, lr=1e-3, train_subset=5120,
                     val_size=5000, val_limit=1000, cache_teacher=True, finetune_steps=0,
