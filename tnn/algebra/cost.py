@@ -24,7 +24,13 @@ from dataclasses import dataclass, field
 from .options import ConvOption, resolve_padding
 from .spec import ParsedSpec
 
-__all__ = ["ConvIndex", "Node", "Problem"]
+__all__ = ["ConvIndex", "Node", "Problem", "MEMORY_WEIGHT"]
+
+#: FLOPs charged per element read or written by a step in the planner's objective
+#: (``flops + MEMORY_WEIGHT * (|A| + |B| + |result|)``): a CPU does tens of FLOPs in the time it moves
+#: one element, so a path of cheap but huge or skinny steps is not preferred to one efficient step.
+#: 0 makes the optimizers minimise FLOPs alone.
+MEMORY_WEIGHT = 32
 
 
 @dataclass(frozen=True)
@@ -205,6 +211,12 @@ class Problem:
         node = Node(mask, indices, sizes)
         self._nodes[mask] = node
         return node
+
+    def step_cost(self, a: int, b: int, memory_weight: float | None = None) -> float:
+        """Planner objective of combining ``a`` and ``b``: FLOPs plus weighted memory traffic."""
+        weight = MEMORY_WEIGHT if memory_weight is None else memory_weight
+        traffic = self.node(a).numel + self.node(b).numel + self.node(a | b).numel
+        return self.step_flops(a, b) + weight * traffic
 
     def step_flops(self, a: int, b: int) -> int:
         """FLOPs of combining the intermediates ``a`` and ``b`` (bit masks, disjoint)."""

@@ -5,15 +5,16 @@ current operand list; both are removed and their result is appended at the end.
 
 Optimizers (``optimize=``):
 
-* ``"optimal"`` -- exhaustive dynamic programming over subsets of operands (exact minimum of the FLOP
-  model of :mod:`tnn.algebra.cost`, outer products included) for up to ``OPTIMAL_LIMIT`` operands,
-  greedy above that. For pure-contraction specs opt_einsum's ``"dp"`` optimizer is consulted as well.
+* ``"optimal"`` -- exhaustive dynamic programming over subsets of operands (exact minimum of the
+  objective of :mod:`tnn.algebra.cost`, FLOPs plus ``MEMORY_WEIGHT`` x elements moved, outer products
+  included) for up to ``OPTIMAL_LIMIT`` operands, greedy above that. The FLOP-only optimum is a
+  candidate too; for pure contractions with many operands opt_einsum's ``"dp"`` is consulted.
 * ``"greedy"`` -- repeatedly the cheapest pairwise step, preferring pairs that share an index; pure
   contractions use opt_einsum's ``"greedy"``.
 * ``"naive"`` -- left to right: ``((x0 x1) x2) x3 ...``.
 * an explicit path (list of pairs), validated.
 
-Whatever the optimizer, the naive path is kept when it is cheaper, so planned FLOPs never exceed naive.
+Whatever the optimizer, a path with more FLOPs than the naive one is never chosen.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ __all__ = [
     "find_path",
     "path_masks",
     "path_flops",
+    "path_cost",
     "validate_path",
 ]
 
@@ -101,6 +103,11 @@ def path_flops(problem: Problem, path: Sequence[tuple[int, int]]) -> int:
     return sum(problem.step_flops(a, b) for a, b in path_masks(path, problem.num_operands))
 
 
+def path_cost(problem: Problem, path: Sequence[tuple[int, int]], memory_weight: float | None = None) -> float:
+    """Planner objective of a linear path (FLOPs plus weighted memory traffic, see ``MEMORY_WEIGHT``)."""
+    return sum(problem.step_cost(a, b, memory_weight) for a, b in path_masks(path, problem.num_operands))
+
+
 def _tree_to_linear(order: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
     """Convert steps given as (mask_a, mask_b) into linear positions."""
     current = [1 << p for p in range(n)]
@@ -114,7 +121,7 @@ def _tree_to_linear(order: list[tuple[int, int]], n: int) -> list[tuple[int, int
     return path
 
 
-def greedy_path(problem: Problem) -> list[tuple[int, int]]:
+def greedy_path(problem: Problem, memory_weight: float | None = None) -> list[tuple[int, int]]:
     """Repeatedly combine the pair with the cheapest step (sharing an index if any pair does)."""
     n = problem.num_operands
     current = [1 << p for p in range(n)]
@@ -125,7 +132,7 @@ def greedy_path(problem: Problem) -> list[tuple[int, int]]:
             for y in range(x + 1, len(current)):
                 a, b = current[x], current[y]
                 shares = bool(problem.node(a).indices & problem.node(b).indices)
-                key = (not shares, problem.step_flops(a, b), problem.node(a | b).numel)
+                key = (not shares, problem.step_cost(a, b, memory_weight), problem.node(a | b).numel)
                 if best is None or key < best[0]:
                     best = (key, a, b)
         assert best is not None
@@ -137,12 +144,15 @@ def greedy_path(problem: Problem) -> list[tuple[int, int]]:
     return _tree_to_linear(order, n)
 
 
-def optimal_path(problem: Problem) -> list[tuple[int, int]]:
-    """Exact minimum-FLOP contraction tree by dynamic programming over subsets of operands."""
+def optimal_path(problem: Problem, memory_weight: float | None = None) -> list[tuple[int, int]]:
+    """Exact minimum-cost contraction tree by dynamic programming over subsets of operands.
+
+    The cost is :meth:`Problem.step_cost` (``memory_weight=0``: FLOPs alone).
+    """
     n = problem.num_operands
     if n > OPTIMAL_LIMIT:
-        return greedy_path(problem)
-    best: dict[int, tuple[int, int, int]] = {1 << p: (0, 0, 0) for p in range(n)}
+        return greedy_path(problem, memory_weight)
+    best: dict[int, tuple[float, int, int]] = {1 << p: (0, 0, 0) for p in range(n)}
     masks = sorted(range(1, 1 << n), key=lambda m: bin(m).count("1"))
     for mask in masks:
         if mask in best:
@@ -153,7 +163,7 @@ def optimal_path(problem: Problem) -> list[tuple[int, int]]:
         while sub:
             if sub & low:  # each unordered split once: the part holding the lowest operand
                 other = mask ^ sub
-                cost = best[sub][0] + best[other][0] + problem.step_flops(sub, other)
+                cost = best[sub][0] + best[other][0] + problem.step_cost(sub, other, memory_weight)
                 if choice is None or cost < choice[0]:
                     choice = (cost, sub, other)
             sub = (sub - 1) & mask
@@ -218,11 +228,14 @@ def find_path(problem: Problem, optimize: Any = "optimal") -> list[tuple[int, in
             found = _opt_einsum_path(problem, "greedy")
             if found is not None:
                 candidates.append(found)
-        candidates.append(greedy_path(problem))
+        candidates += [greedy_path(problem), greedy_path(problem, 0)]
     else:
-        candidates.append(optimal_path(problem))
+        candidates += [optimal_path(problem), optimal_path(problem, 0)]
         if problem.is_pure and n > OPTIMAL_LIMIT:
             found = _opt_einsum_path(problem, "dp")
             if found is not None:
                 candidates.append(found)
-    return min(candidates, key=lambda p: path_flops(problem, p))
+    # never more FLOPs than left to right; among those, the lowest objective (FLOPs + memory traffic)
+    limit = path_flops(problem, naive)
+    allowed = [p for p in candidates if path_flops(problem, p) <= limit]
+    return min(allowed, key=lambda p: (path_cost(problem, p), path_flops(problem, p)))
