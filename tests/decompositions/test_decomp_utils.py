@@ -100,3 +100,15 @@ def test_relative_error_and_generator_validation() -> None:
         relative_error(x, torch.ones(4, dtype=F64))
     with pytest.raises(TypeError, match="random_state"):
         make_generator("seed")  # type: ignore[arg-type]
+
+
+def test_every_format_on_a_matrix_reaches_the_eckart_young_optimum() -> None:
+    from tnn.decompositions import cp, tensor_ring, tensor_train, tucker
+
+    m = torch.randn(9, 7, generator=torch.Generator().manual_seed(2), dtype=F64)
+    sv = torch.linalg.svdvals(m)
+    optimal = float(sv[3:].square().sum().sqrt() / sv.square().sum().sqrt())
+    assert cp(m, 3, n_iter_max=500, tol=0.0).error == pytest.approx(optimal, rel=1e-6)
+    assert tucker(m, 3).error == pytest.approx(optimal, rel=1e-10)
+    assert tensor_train(m, 3).error == pytest.approx(optimal, rel=1e-10)
+    assert tensor_ring(m, [1, 3]).error == pytest.approx(optimal, rel=1e-10)
