@@ -12,7 +12,8 @@ Usage::
     python benchmarks/highorder.py --data-dir ../shared/datasets [--epochs 2] [--datasets mnist cifar10]
     python benchmarks/highorder.py --data-dir ../shared/datasets --sweep      # held-out selection only
 
-``--data-dir`` defaults to ``$TNN_DATA_DIR``. Results go to ``--out`` (JSON) and stdout (a markdown table).
+``--seeds 0 1 2`` repeats every run with other seeds (the table shows means). ``--data-dir`` defaults
+to ``$TNN_DATA_DIR``. Results go to ``--out`` (JSON) and stdout (a markdown table).
 """
 
 from __future__ import annotations
@@ -111,6 +112,25 @@ def run_one(name: str, model: nn.Module, data: dict, args) -> dict:
     return row
 
 
+def build_models(setup: dict, configs: list[dict], args) -> list[tuple[str, nn.Module]]:
+    """The flat baseline (unless sweeping) and one HighOrderMLP per config, initialised from ``args.seed``."""
+    in_features = math.prod(setup["input_shape"])
+    models: list[tuple[str, nn.Module]] = []
+    if not args.sweep:
+        torch.manual_seed(args.seed)
+        label = f"flat MLP {in_features}-{setup['baseline_width']}x2-10"
+        models.append((label, flat_mlp(in_features, setup["baseline_width"], NUM_CLASSES)))
+    for cfg in configs:
+        torch.manual_seed(args.seed)
+        net = HighOrderMLP(setup["input_shape"], cfg["hidden_shape"], NUM_CLASSES, depth=2, rank=cfg["rank"],
+                           permute=setup["permute"], mode_groups=cfg.get("mode_groups"))
+        label = f"tensorial {setup['input_shape']}->{cfg['hidden_shape']}x2 R={cfg['rank']}"
+        if cfg.get("mode_groups"):
+            label += f" groups={cfg['mode_groups']}"
+        models.append((label, net))
+    return models
+
+
 def parse_config(text: str) -> dict:
     """``"6,6,6,6:16[:2,2]"`` -> ``{"hidden_shape": (6, 6, 6, 6), "rank": 16[, "mode_groups": (2, 2)]}``."""
     shape, rank, *groups = text.split(":")
@@ -143,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--holdout", type=int, default=5000)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed; tables average")
     parser.add_argument("--limit", type=int, default=0, help="train on at most this many images (smoke runs)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--sweep", action="store_true", help="evaluate candidates on the held-out part only")
@@ -160,34 +180,34 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.datasets:
         setup = SETUPS[name]
         data = load(name, args.data_dir, args.holdout, args.limit)
-        in_features = math.prod(setup["input_shape"])
         configs = setup["candidates"] if args.sweep else [setup["tensorial"]]
         if args.sweep and args.configs:
             configs = [parse_config(text) for text in args.configs]
-        models = [] if args.sweep else [(f"flat MLP {in_features}-{setup['baseline_width']}x2-10",
-                                         flat_mlp(in_features, setup["baseline_width"], NUM_CLASSES))]
-        for cfg in configs:
-            torch.manual_seed(args.seed)
-            net = HighOrderMLP(setup["input_shape"], cfg["hidden_shape"], NUM_CLASSES, depth=2,
-                               rank=cfg["rank"], permute=setup["permute"], mode_groups=cfg.get("mode_groups"))
-            label = f"tensorial {setup['input_shape']}->{cfg['hidden_shape']}x2 R={cfg['rank']}"
-            if cfg.get("mode_groups"):
-                label += f" groups={cfg['mode_groups']}"
-            models.append((label, net))
-        for label, model in models:
-            row = run_one(label, model, data, args)
-            row["dataset"] = name
-            rows.append(row)
+        for seed in args.seeds:
+            args.seed = seed
+            for label, model in build_models(setup, configs, args):
+                row = run_one(label, model, data, args)
+                row["dataset"] = name
+                row["seed"] = seed
+                rows.append(row)
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    print("\n| dataset | model | parameters | held-out acc | test acc | train s |")
+    print(f"\nmean over seeds {args.seeds}:")
+    print("| dataset | model | parameters | held-out acc | test acc | train s |")
     print("| --- | --- | ---: | ---: | ---: | ---: |")
+    groups: dict[tuple[str, str], list[dict]] = {}
     for r in rows:
-        test = f"{100 * r['test_acc']:.2f}%" if "test_acc" in r else "-"
-        print(f"| {r['dataset']} | {r['model']} | {r['params']:,} | {100 * r['holdout_acc']:.2f}% | {test} | "
-              f"{r['train_seconds']} |")
+        groups.setdefault((r["dataset"], r["model"]), []).append(r)
+    for (dataset, model), runs in groups.items():
+
+        def mean(key: str, runs: list[dict] = runs) -> float:
+            return sum(r[key] for r in runs) / len(runs)
+
+        test = f"{100 * mean('test_acc'):.2f}%" if "test_acc" in runs[0] else "-"
+        print(f"| {dataset} | {model} | {runs[0]['params']:,} | {100 * mean('holdout_acc'):.2f}% | {test} | "
+              f"{mean('train_seconds'):.1f} |")
 
 
 if __name__ == "__main__":
