@@ -65,7 +65,7 @@ def test_stage_forward_and_parameter_split() -> None:
     teacher, _ = _teacher_student()
     x = torch.randn(2, 3, 6, 6)
     captured = {}
-    teacher.block.register_forward_hook(lambda m, a, o: captured.setdefault("o", o))
+    teacher.block.register_forward_hook(lambda m, a, o: captured.update(o=o))
     with torch.no_grad():
         teacher(x)
         out = StageForward(teacher, "block")(x)

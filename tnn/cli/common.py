@@ -42,6 +42,12 @@ def add_common(p: argparse.ArgumentParser) -> None:
                    help="end with one JSON line of the figures on stdout (human output goes to stderr)")
 
 
+def add_threads(p: argparse.ArgumentParser, default: int | None = None) -> None:
+    """``--threads``: torch CPU threads (applied by :func:`device_of`)."""
+    text = "torch CPU threads" + (" (default: torch's choice)" if default is None else "")
+    p.add_argument("--threads", type=int, default=default, help=text)
+
+
 def add_model(p: argparse.ArgumentParser, required: bool = True) -> None:
     """``--model`` and ``--weights``."""
     from tnn.models import MODELS
@@ -82,7 +88,12 @@ def add_output(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 # ---------------------------------------------------------------- values
 def device_of(args: argparse.Namespace) -> torch.device:
-    """The device named by ``--device``; CLIError if CUDA is requested but absent."""
+    """The device named by ``--device``; CLIError if CUDA is requested but absent. Applies ``--threads``."""
+    threads = getattr(args, "threads", None)
+    if threads is not None:
+        if threads < 1:
+            raise CLIError(f"--threads must be a positive integer, got {threads}")
+        torch.set_num_threads(threads)
     value = str(args.device)
     if value == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

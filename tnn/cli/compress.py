@@ -24,6 +24,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     common.add_data(p, required=False)
     p.add_argument("--limit", type=int, help="evaluate on the first N test images only")
     common.add_output(p, required=True)
+    common.add_threads(p)
     common.add_common(p)
     return p
 

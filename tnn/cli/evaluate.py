@@ -22,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     common.add_data(p)
     p.add_argument("--split", default="test", choices=["test", "train"], help="which split")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")
+    common.add_threads(p)
     common.add_common(p)
     return p
 

@@ -62,6 +62,7 @@ def sequential_train(
     seed: int = 0,
     include_output: bool = True,
     cache_teacher: bool = False,
+    skip_unchanged: bool = True,
     device: torch.device | str = "cpu",
     eval_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
@@ -99,6 +100,9 @@ def sequential_train(
     cache_teacher : bool
         Cache teacher stage outputs per sample (float16) instead of recomputing them every epoch. Only
         for datasets without augmentation.
+    skip_unchanged : bool
+        Skip the leading stages whose output already equals the teacher's exactly (nothing compressed
+        up to there, e.g. a first convolution kept dense).
     device : device
     eval_fn : callable, optional
         ``eval_fn(student) -> dict`` after each stage (e.g. test accuracy); recorded in ``history.phases``.
@@ -131,6 +135,18 @@ def sequential_train(
     if include_output and boundaries[-1] == OUTPUT and not groups[-1]:
         boundaries.pop()  # nothing runs after the last boundary: no extra stage
         groups.pop()
+    if skip_unchanged:
+        # leading stages whose output already equals the teacher's (nothing compressed up to there)
+        was = student.training
+        student.eval()
+        with torch.no_grad():
+            while len(boundaries) > 1 and torch.equal(
+                StageForward(student, boundaries[0])(example.to(device)),
+                StageForward(teacher, boundaries[0])(example.to(device)),
+            ):
+                boundaries.pop(0)
+                groups.pop(0)
+        student.train(was)
     phases = []
     for boundary, group in zip(boundaries, groups, strict=True):
         teacher_stage = StageForward(teacher, boundary)

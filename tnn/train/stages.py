@@ -109,12 +109,11 @@ def split_parameters(
     handles = []
     modules = dict(model.named_modules())
     for name, mod in modules.items():
-        if any(True for _ in mod.parameters(recurse=False)):
-            def pre(_m: nn.Module, _a: Any, _name: str = name) -> None:
-                counter[0] += 1
-                first_call.setdefault(_name, counter[0])
+        def pre(_m: nn.Module, _a: Any, _name: str = name) -> None:
+            counter[0] += 1
+            first_call.setdefault(_name, counter[0])
 
-            handles.append(mod.register_forward_pre_hook(pre))
+        handles.append(mod.register_forward_pre_hook(pre))
     for b in boundaries:
         if b == OUTPUT:
             continue
@@ -146,12 +145,25 @@ def split_parameters(
         raise ValueError(f"stage boundaries {list(boundaries)} are not in forward order")
     out: list[list[tuple[str, nn.Parameter]]] = [[] for _ in boundaries]
     seen: set[int] = set()
-    for name, when in sorted(first_call.items(), key=lambda kv: kv[1]):
+    owned = []
+    for name, mod in modules.items():
+        # a parameter runs when its nearest called ancestor runs (e.g. factors held in a ParameterList)
+        when = None
+        probe = name
+        while True:
+            if probe in first_call:
+                when = first_call[probe]
+                break
+            if not probe:
+                break
+            probe = probe.rpartition(".")[0]
+        for pname, p in mod.named_parameters(recurse=False):
+            owned.append((when, f"{name}.{pname}" if name else pname, p))
+    # the root module "" always runs first: parameters owned directly by it go with the first stage
+    for when, full, p in sorted((o for o in owned if o[0] is not None), key=lambda o: o[0]):
         stage = next((k for k, end in enumerate(ends) if when < end), None)
-        if stage is None:
+        if stage is None or id(p) in seen:
             continue
-        for pname, p in modules[name].named_parameters(recurse=False):
-            if id(p) not in seen:
-                seen.add(id(p))
-                out[stage].append((f"{name}.{pname}" if name else pname, p))
+        seen.add(id(p))
+        out[stage].append((full, p))
     return out

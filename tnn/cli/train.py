@@ -1,0 +1,275 @@
+"""``tnn train``: sequential (data-reconstruction) training of a compressed model, fine-tuning, or
+plain training of a dense model; checkpoints, ``--resume`` and ``torchrun`` data parallelism."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from tnn.cli import common
+from tnn.cli.errors import CLIError
+
+CHECKPOINT_SEQ = "checkpoint-sequential.pt"
+CHECKPOINT_FT = "checkpoint-finetune.pt"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = common.command_parser(
+        subparsers,
+        "train",
+        "sequential training / fine-tuning of a compressed (or dense) model",
+        "With --format: compress --model (pretrained --weights) into a TNN, then train it stage by stage\n"
+        "to reproduce the pretrained network's stage outputs (MSE, batch norm frozen, Adam; budget\n"
+        "--epochs/--steps PER STAGE), then optionally fine-tune end to end (--finetune-epochs/-steps,\n"
+        "with --distill for knowledge distillation). Without --format: train the dense model with\n"
+        "cross-entropy (budget --epochs/--steps in total).\n"
+        "Checkpoints are written atomically to OUT every --checkpoint-every steps; --resume continues an\n"
+        "interrupted run exactly. Data-parallel: torchrun --nproc_per_node N -m tnn train ...\n"
+        "Outputs: OUT/model.pt, OUT/log.jsonl, OUT/log.csv, OUT/summary.json.",
+        "  tnn train --model lenet5 --dataset digits --epochs 10 --out runs/lenet5\n"
+        "  tnn train --model resnet32 --weights r32.th --format rtt --rate 0.1 --dataset cifar10 \\\n"
+        "            --data-dir data --steps 300 --subset 5000 --cache-teacher --out runs/rtt\n"
+        "  tnn train ... --out runs/rtt --resume          # continue after an interruption\n"
+        "  torchrun --nproc_per_node 2 -m tnn train --model lenet5 --dataset digits --epochs 5 --out ddp",
+    )
+    common.add_model(p)
+    common.add_compression(p)
+    common.add_data(p)
+    g = p.add_argument_group("training")
+    budget = g.add_mutually_exclusive_group()
+    budget.add_argument("--epochs", type=float, help="epochs (per stage for sequential training)")
+    budget.add_argument("--steps", type=int, help="optimisation steps (per stage for sequential training)")
+    g.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
+    g.add_argument(
+        "--stages",
+        nargs="+",
+        metavar="MODULE",
+        help="stage-boundary module names for sequential training (default: the model's stages)",
+    )
+    g.add_argument(
+        "--cache-teacher",
+        action="store_true",
+        help="cache the pretrained stage outputs (float16) instead of recomputing them",
+    )
+    g.add_argument("--subset", type=int, help="train on the first N training images only")
+    g.add_argument("--augment", action="store_true", help="data augmentation (random crop / flip)")
+    ft = g.add_mutually_exclusive_group()
+    ft.add_argument(
+        "--finetune-epochs", type=float, help="end-to-end fine-tuning epochs (after sequential training)"
+    )
+    ft.add_argument(
+        "--finetune-steps", type=int, help="end-to-end fine-tuning steps after sequential training"
+    )
+    g.add_argument("--finetune-lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam)")
+    g.add_argument(
+        "--distill", action="store_true", help="fine-tune with distillation from the pretrained model"
+    )
+    g.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
+    g.add_argument(
+        "--alpha", type=float, default=0.9, help="distillation weight (1 - alpha on cross-entropy)"
+    )
+    g.add_argument("--eval-stages", action="store_true", help="evaluate test accuracy after every stage")
+    g.add_argument("--limit", type=int, help="evaluate on the first N test images only")
+    g.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
+    g.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
+    common.add_output(p, required=True)
+    common.add_threads(p)
+    common.add_common(p)
+    return p
+
+
+class _Subset:
+    """The first ``n`` samples of a dataset, keeping its fast batch path."""
+
+    def __init__(self, data: Any, n: int) -> None:
+        self.data, self.n = data, min(n, len(data))
+
+    def __len__(self) -> int:
+        return self.n
+
+    def get_batch(self, idx: Any) -> Any:
+        from tnn.train.batches import fetch_batch
+
+        return fetch_batch(self.data, idx)
+
+
+def _validate(args: argparse.Namespace) -> None:
+    common.check_format(args.format)
+    common.check_rate(args.rate)
+    for flag in (
+        "epochs",
+        "steps",
+        "lr",
+        "subset",
+        "finetune_epochs",
+        "finetune_steps",
+        "finetune_lr",
+        "limit",
+        "checkpoint_every",
+        "batch_size",
+        "temperature",
+    ):
+        common.check_positive(getattr(args, flag), "--" + flag.replace("_", "-"))
+    if args.epochs is None and args.steps is None:
+        raise CLIError("give a training budget: --epochs N or --steps N")
+    if args.format is None and (args.stages or args.cache_teacher):
+        raise CLIError("--stages and --cache-teacher apply to sequential training, which needs --format")
+    if args.cache_teacher and args.augment:
+        raise CLIError("--cache-teacher needs un-augmented inputs; drop --augment")
+    if args.distill and args.format is None and not args.weights:
+        raise CLIError("--distill needs a pretrained teacher (--weights)")
+    if args.format is not None and not args.weights:
+        raise CLIError("compressing needs pretrained weights: give --weights")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise CLIError(f"--alpha must be in [0, 1], got {args.alpha}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tnn.compression import compress
+    from tnn.io import load_checkpoint
+    from tnn.models import get_model
+    from tnn.train import distributed as D
+    from tnn.train import evaluate, finetune, sequential_train
+
+    out = common.Printer(args)
+    _validate(args)
+    device = D.setup_distributed(common.device_of(args))
+    main = D.is_main()
+    teacher, meta = common.load_model(args)
+    if meta.get("plan"):
+        raise CLIError(f"--weights {args.weights} is a compressed model; give the dense pretrained weights")
+    train = common.load_data(args, "train", augment=args.augment)
+    if args.subset:
+        train = _subset(train, args.subset)
+    test = common.load_data(args, "test")
+    out_dir = Path(args.out)
+    if args.resume and not out_dir.is_dir():
+        raise CLIError(f"--resume: {args.out} does not exist (nothing to resume)")
+    ck_seq, ck_ft = out_dir / CHECKPOINT_SEQ, out_dir / CHECKPOINT_FT
+
+    def eval_fn(model: Any) -> dict[str, Any]:
+        return {"accuracy": evaluate(model, test, limit=args.limit, device=device)["accuracy"]}
+
+    import torch
+
+    torch.manual_seed(args.seed)
+    summary: dict[str, Any] = {
+        "model": args.model,
+        "dataset": args.dataset,
+        "format": args.format,
+        "rate": args.rate if args.format else None,
+    }
+    t0 = time.perf_counter()
+    with common.output_dir(args.out if main else None, keep_on_interrupt=True):
+        if args.format is not None:
+            summary["accuracy_pretrained"] = eval_fn(teacher)["accuracy"]
+            if args.resume and ck_seq.exists():
+                plan = load_checkpoint(ck_seq)["metadata"].get("plan")
+                student = compress(get_model(args.model), plan=plan)
+            else:
+                student = compress(
+                    teacher,
+                    format=args.format,
+                    rate=args.rate,
+                    include=args.include,
+                    exclude=args.exclude,
+                    input_shape=common.input_shape(args.model),
+                )
+            report = student.tnn_report
+            out(report.table())
+            metadata = common.compressed_metadata(args.model, report)
+            summary["accuracy_compressed"] = eval_fn(student)["accuracy"]
+            hist = sequential_train(
+                student,
+                teacher,
+                train,
+                args.stages,
+                steps_per_stage=args.steps,
+                epochs_per_stage=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                seed=args.seed,
+                cache_teacher=args.cache_teacher,
+                device=device,
+                eval_fn=eval_fn if args.eval_stages else None,
+                checkpoint=ck_seq,
+                checkpoint_every=args.checkpoint_every,
+                resume=args.resume,
+                metadata=metadata,
+                log_path=out_dir / "log.jsonl" if main else None,
+                progress=not args.quiet,
+            )
+            summary["stages"] = hist.phases
+            summary["accuracy_sequential"] = eval_fn(student)["accuracy"]
+            summary.update(
+                achieved_rate=report.achieved_rate,
+                params_before=report.params_before,
+                params_after=report.params_after,
+            )
+            model = student
+            ft_steps, ft_epochs = args.finetune_steps, args.finetune_epochs
+        else:
+            model, metadata = teacher, {"model": args.model}
+            ft_steps, ft_epochs = args.steps, args.epochs
+            hist = None
+        if ft_steps or ft_epochs:
+            lr = args.finetune_lr if args.format is not None else args.lr
+            hist_ft = finetune(
+                model,
+                train,
+                teacher=teacher if args.distill else None,
+                temperature=args.temperature,
+                alpha=args.alpha,
+                steps=ft_steps,
+                epochs=ft_epochs,
+                batch_size=args.batch_size,
+                optimizer="adam",
+                lr=lr,
+                seed=args.seed,
+                device=device,
+                checkpoint=ck_ft,
+                checkpoint_every=args.checkpoint_every,
+                resume=args.resume,
+                metadata=metadata,
+                log_path=out_dir / "log-finetune.jsonl" if main else None,
+                progress=not args.quiet,
+            )
+            summary["accuracy_finetuned"] = eval_fn(model)["accuracy"]
+            hist = hist_ft if hist is None else hist
+            if hist is not hist_ft:
+                hist.steps.extend(hist_ft.steps)
+                hist.phases.extend(hist_ft.phases)
+        summary["accuracy"] = eval_fn(model)["accuracy"]
+        summary["wall_s"] = round(time.perf_counter() - t0, 3)
+        summary["steps"] = len(hist.steps) if hist is not None else 0
+        if main:
+            assert hist is not None
+            common.save_model(out_dir / "model.pt", model, {**metadata, "step": summary["steps"]})
+            hist.write_jsonl(out_dir / "log.jsonl")
+            hist.write_csv(out_dir / "log.csv")
+            common.write_json(out_dir / "summary.json", summary)
+    D.teardown_distributed()
+    if main:
+        parts = [
+            f"{k} {summary[k]:.4f}"
+            for k in (
+                "accuracy_pretrained",
+                "accuracy_compressed",
+                "accuracy_sequential",
+                "accuracy_finetuned",
+            )
+            if k in summary
+        ]
+        out(
+            f"{args.model} {args.format or 'dense'}: "
+            + ", ".join(parts + [f"final accuracy {summary['accuracy']:.4f}"])
+            + f"; {summary['wall_s']:.1f} s; wrote {args.out}/model.pt"
+        )
+        out.result(summary)
+    return 0
+
+
+def _subset(data: Any, n: int) -> Any:
+    return _Subset(data, n)
