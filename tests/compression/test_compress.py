@@ -115,7 +115,7 @@ def test_compress_replaces_layers_and_leaves_original_untouched(name: str, fmt: 
     build, shape = MODELS[name]
     model = build().eval()
     before = copy.deepcopy(model.state_dict())
-    small = tnn.compress(model, format=fmt, rate=0.3, input_shape=shape)
+    small = tnn.compress(model, format=fmt, rate=0.3, input_shape=shape, init="random")
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     names = _eligible(model)
@@ -159,7 +159,7 @@ def _input_of(model: nn.Module, name: str, shape: tuple[int, ...]) -> tuple[int,
 
 def test_depthwise_stays_dense_and_is_reported() -> None:
     model = mlp_head_net()
-    small = tnn.compress(model, format="rtt", rate=0.1)
+    small = tnn.compress(model, format="rtt", rate=0.1, init="random")
     rows = {r.name: r for r in small.tnn_report.layers}
     dw = rows["1.depthwise"]
     assert dw.status == "dense" and "smallest possible rate" in dw.reason
@@ -203,7 +203,7 @@ def test_lenet5_and_rebuild_from_plan(tmp_path) -> None:
 
     torch.manual_seed(0)
     model = get_model("lenet5").eval()
-    small = tnn.compress(model, format="rcp", rate=0.1, exclude=["conv1"]).eval()
+    small = tnn.compress(model, format="rcp", rate=0.1, exclude=["conv1"], init="random").eval()
     report = small.tnn_report
     assert {r.name: r.status for r in report.layers}["conv1"] == "skipped"
     assert isinstance(small.fc1, TensorialLinear) and isinstance(small.conv2, TensorialConv2d)
@@ -221,11 +221,27 @@ def test_lenet5_and_rebuild_from_plan(tmp_path) -> None:
 
 def test_include_exclude_patterns() -> None:
     model = TinyResNet()
-    small = tnn.compress(model, format="tk", rate=0.5, include=["layer*"], exclude=["*.shortcut.*"])
+    small = tnn.compress(model, format="tk", rate=0.5, include=["layer*"], exclude=["*.shortcut.*"],
+                         init="random")
     status = {r.name: r.status for r in small.tnn_report.layers}
     assert status["conv1"] == "skipped" and status["fc"] == "skipped"
     assert status["layer3.shortcut.0"] == "skipped"
     assert status["layer2.conv1"] == "compressed"
+
+
+def test_decompose_init_approximates_pretrained_weights() -> None:
+    """init='decompose' starts from the pretrained kernels: their reconstruction beats a random init."""
+    torch.manual_seed(0)
+    model = TinyResNet().eval()
+    for init, bound in (("decompose", 0.9), ("random", None)):
+        small = tnn.compress(model, format="tk", rate=0.6, init=init)
+        for row in small.tnn_report.compressed:
+            w = model.get_submodule(row.name).weight
+            rel = float((small.get_submodule(row.name).to_dense().weight - w).norm() / w.norm())
+            if bound is not None:
+                assert rel < bound, row.name
+            else:
+                assert rel > 0.9, row.name
 
 
 def test_bad_arguments() -> None:

@@ -79,6 +79,25 @@ def test_stage_forward_and_parameter_split() -> None:
         split_parameters(teacher, ["block", "bn1"], x)
 
 
+class FactoredLinear(nn.Module):
+    """Holds its parameters in a child ParameterList that is never called (like the tensorial layers)."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.factors = nn.ParameterList([nn.Parameter(torch.randn(n_out, 2)),
+                                         nn.Parameter(torch.randn(2, n_in))])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ (self.factors[0] @ self.factors[1]).T
+
+
+def test_parameters_in_uncalled_children_belong_to_their_caller() -> None:
+    model = nn.Sequential(nn.Linear(4, 4), FactoredLinear(4, 3), nn.ReLU(), FactoredLinear(3, 2))
+    groups = split_parameters(model, ["1", OUTPUT], torch.randn(2, 4))
+    assert [n for n, _ in groups[0]] == ["0.weight", "0.bias", "1.factors.0", "1.factors.1"]
+    assert [n for n, _ in groups[1]] == ["3.factors.0", "3.factors.1"]
+
+
 def test_sequential_training_reduces_stage_mse_and_freezes_bn() -> None:
     teacher, student = _teacher_student()
     data = _data()
