@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -316,7 +317,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if "tltorch" not in skip:
         print("\n## TensorLy-Torch (implementation='factorized') at the same ranks: tnn time / tltorch time")
-        for r in bench_tltorch(batch, 0.1, reps, args.device):
+        tl_rows = bench_tltorch(batch, 0.1, reps, args.device)
+        for r in tl_rows:
             cin, cout, s, px = r["shape"]
             if "error" in r:
                 print(f"{cin:>4}->{cout:<3} s{s}@{px:<3} {r['format']:>3}: tltorch failed: {r['error']}")
@@ -326,6 +328,13 @@ def main(argv: list[str] | None = None) -> None:
                 f"{r['params'][0]:>6} vs {r['params'][1]:>6}: fwd {r['fwd']:.2f} fwd+bwd {r['fwdbwd']:.2f} "
                 f"(vs dense: tnn {r['tnn_fwd_vs_dense']:.2f}, tltorch {r['tl_fwd_vs_dense']:.2f})"
             )
+
+        for name in ("cp", "tk", "tt"):
+            sel = [r for r in tl_rows if r["format"] == name and "error" not in r]
+            if sel:
+                gm = {k: statistics.geometric_mean(r[k] for r in sel) for k in ("fwd", "fwdbwd")}
+                print(f"  {name}: geometric mean over the shapes: fwd {gm['fwd']:.2f}, "
+                      f"fwd+bwd {gm['fwdbwd']:.2f}")
 
     if "resnet" not in skip:
         print(
