@@ -24,7 +24,7 @@ import torch
 
 from .cost import Problem
 from .options import ConvOption, normalize_conv_options
-from .pairwise import ConvDim, conv_step, pad_dim, stride_dim, unfold_step
+from .pairwise import ConvDim, conv_step, matmul_step, pad_dim, stride_dim, unfold_step
 from .paths import find_path, naive_path, path_flops, path_masks
 from .spec import ParsedSpec, parse_spec
 
@@ -234,6 +234,14 @@ class _Plan:
             eq = f"{sa.indices},{sb.indices}->{r_idx}"
             summed = (set(sa.indices) | set(sb.indices)) - set(r_idx)
             kind = "contraction" if summed else "outer product"
+            big_a = problem.node(sa.mask).numel >= problem.node(sb.mask).numel
+            orders = ((sa, sb, False), (sb, sa, True))
+            for sx, sw, swap in orders if big_a else orders[::-1]:
+                found = matmul_step(sx.indices, sw.indices, node.indices)
+                if found is not None:
+                    fn, r_idx = found
+                    eq = f"{sa.indices},{sb.indices}->{r_idx}"
+                    return (_swap(fn) if swap else fn), _State(r_idx, mask, pending), kind, eq
             return _einsum_step(eq), _State(r_idx, mask, pending), kind, eq
         sig_a = [conv[c].signal for c in shared_conv if sa.mask >> conv[c].signal & 1]
         sig_b = [conv[c].signal for c in shared_conv if sb.mask >> conv[c].signal & 1]

@@ -229,3 +229,50 @@ def unfold_step(
         return torch.einsum(eq, ops[0], ops[1])
 
     return fn
+
+
+def matmul_step(
+    x_idx: str, w_idx: str, out_idx: frozenset[str] | set[str]
+) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str] | None:
+    """Compile a contraction ``x (P, S, Q) x w (T, S) -> (P, T, Q)`` as one ``torch.matmul``.
+
+    Applies when the summed indices ``S`` form one contiguous block of ``x``, no shared index is
+    kept, and every other index is kept: ``x`` is then used in place (no transposition, like a 1x1
+    convolution) and the result is contiguous. Returns ``None`` when it does not apply.
+
+    Returns
+    -------
+    fn : callable ``(x, w) -> result``
+    result_idx : str
+        ``P + T + Q``.
+    """
+    shared = set(x_idx) & set(w_idx)
+    summed = [i for i in x_idx if i in shared]
+    if not summed or any(i in out_idx for i in shared):
+        return None
+    if any(i not in out_idx for i in x_idx + w_idx if i not in shared):
+        return None
+    first = x_idx.index(summed[0])
+    if x_idx[first : first + len(summed)] != "".join(summed):
+        return None
+    p_idx, q_idx = x_idx[:first], x_idx[first + len(summed) :]
+    t_idx = "".join(i for i in w_idx if i not in shared)
+    w_perm = [w_idx.index(i) for i in t_idx + "".join(summed)]
+    w_identity = w_perm == list(range(len(w_perm)))
+    n_p, n_s = len(p_idx), len(summed)
+
+    def fn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if not w_identity:
+            w = w.permute(w_perm)
+        xs = x.shape
+        p_sizes, s_sizes, q_sizes = xs[:n_p], xs[n_p : n_p + n_s], xs[n_p + n_s :]
+        t_sizes = w.shape[: len(w.shape) - n_s]
+        s, t = prod(s_sizes), prod(t_sizes)
+        wm = w.reshape(t, s)
+        if q_sizes:
+            out = torch.matmul(wm, x.reshape(prod(p_sizes), s, prod(q_sizes)))
+        else:
+            out = torch.matmul(x.reshape(prod(p_sizes), s), wm.t())
+        return out.reshape((*p_sizes, *t_sizes, *q_sizes))
+
+    return fn, p_idx + t_idx + q_idx
