@@ -85,10 +85,15 @@ def test_spaces_and_comma_separated_conv_indices():
     assert parse_spec(" bs hw , tshw -> bthw | h, w") == parse_spec("bshw,tshw->bthw|hw")
 
 
-def test_optimal_matches_opt_einsum_cost_on_a_chain():
+def test_flop_optimal_path_matches_opt_einsum_on_a_chain():
     import opt_einsum
 
-    shapes = [(10, 20), (20, 5), (5, 30), (30, 2)]
-    _, info = conv_einsum_path("ab,bc,cd,de->ae", *shapes)
+    from tnn.algebra.cost import Problem
+    from tnn.algebra.paths import optimal_path, path_flops
+
+    shapes = ((10, 20), (20, 5), (5, 30), (30, 2))
+    problem = Problem(parse_spec("ab,bc,cd,de->ae"), shapes, ())
     _, oe_info = opt_einsum.contract_path("ab,bc,cd,de->ae", *shapes, shapes=True, optimize="optimal")
-    assert info.opt_flops == oe_info.opt_cost
+    assert path_flops(problem, optimal_path(problem, memory_weight=0)) == oe_info.opt_cost
+    _, info = conv_einsum_path("ab,bc,cd,de->ae", *shapes)
+    assert info.opt_flops <= info.naive_flops

@@ -25,7 +25,7 @@ import torch
 from .cost import Problem
 from .options import ConvOption, normalize_conv_options
 from .pairwise import ConvDim, conv_step, matmul_step, pad_dim, stride_dim, unfold_step
-from .paths import find_path, naive_path, path_flops, path_masks
+from .paths import find_path, naive_path, path_cost, path_flops, path_masks
 from .spec import ParsedSpec, parse_spec
 
 __all__ = [
@@ -82,6 +82,8 @@ class PathInfo:
     largest_intermediate : int
         Elements of the largest step result (the output if there is no step).
     steps : tuple of StepInfo
+    cost : float
+        The planner's objective for the chosen path: FLOPs plus ``MEMORY_WEIGHT`` x elements moved.
     sizes : dict
         Sizes of the non-convolution indices.
     conv : dict
@@ -94,6 +96,7 @@ class PathInfo:
     opt_flops: int
     largest_intermediate: int
     steps: tuple[StepInfo, ...]
+    cost: float = 0.0
     sizes: dict[str, int] = field(default_factory=dict)
     conv: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -108,6 +111,7 @@ class PathInfo:
             f"      Naive FLOP count:  {self.naive_flops:.4g}",
             f"  Optimized FLOP count:  {self.opt_flops:.4g}",
             f"   Theoretical speedup:  {self.speedup:.4g}",
+            f"   Planner cost (FLOPs + memory):  {self.cost:.4g}",
             f"  Largest intermediate:  {self.largest_intermediate:.4g} elements",
         ]
         for c, d in self.conv.items():
@@ -214,6 +218,7 @@ class _Plan:
             opt_flops=path_flops(problem, path),
             largest_intermediate=max((s.size for s in infos), default=out_node.numel),
             steps=tuple(infos),
+            cost=path_cost(problem, path),
             sizes=dict(problem.sizes),
             conv={
                 c: {"n": ci.n, "kernel": ci.kernel, "padding": ci.pad, "stride": ci.stride,
