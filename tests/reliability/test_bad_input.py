@@ -284,3 +284,22 @@ def test_rates_are_finite_numbers():
         with pytest.raises(DOCUMENTED):
             check_rate(rate)
     assert check_rate(1) == 1.0 and math.isclose(check_rate(0.25), 0.25)
+
+
+@pytest.mark.parametrize(
+    ("build", "exc", "needle"),
+    [
+        (lambda: TensorialConv2d(4.5, 4, 3, rate=0.5), TypeError, "positive int, got 4.5"),
+        (lambda: TensorialConv2d("4", 4, 3, rate=0.5), TypeError, "in_channels"),
+        (lambda: TensorialConv2d(4, 0, 3, rate=0.5), ValueError, "out_channels must be a positive int"),
+        (lambda: TensorialConv2d(4, 4, 3, rate=0.5, groups=1.0), TypeError, "groups"),
+        (lambda: TensorialLinear(8, True, rate=0.5), TypeError, "out_features"),
+        (lambda: TensorialConv2d(4, 4, 3, rate=0.5, dtype=torch.int64), TypeError, "floating-point"),
+        (lambda: TensorialLinear(4, 4, rate=0.5)([1.0, 2.0, 3.0, 4.0]), TypeError, "torch.Tensor, got list"),
+        (lambda: TensorialConv2d(4, 4, 3, rate=0.5)(torch.ones(1, 3, 5, 5)), ValueError, "(B, 4, H, W)"),
+    ],
+)
+def test_layer_arguments_and_inputs_are_checked(build, exc, needle):
+    with pytest.raises(exc) as info:
+        build()
+    assert needle in str(info.value)

@@ -19,6 +19,7 @@ The choice and both costs are exposed by :meth:`TensorialLayer.plan` (and :meth:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +90,11 @@ class TensorialLayer(nn.Module):
         bias: bool,
         factory: dict[str, Any],
     ) -> None:
+        dtype = factory.get("dtype")
+        if dtype is not None and (not isinstance(dtype, torch.dtype) or not dtype.is_floating_point):
+            raise TypeError(
+                f"{type(self).__name__}: dtype must be a floating-point torch.dtype, got {dtype!r}"
+            )
         if rank is not None:
             ranks = fmt.check_ranks(geometry, rank)
         elif rate is not None:
@@ -268,6 +274,22 @@ def check_format_name(format: str) -> Format:
     if not isinstance(format, str) or format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; valid formats are {', '.join(FORMATS)}")
     return get_format(format)
+
+
+def check_size(owner: str, name: str, value: Any) -> int:
+    """A positive int argument (channels, features, groups); TypeError / ValueError naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{owner}: {name} must be a positive int, got {value!r}")
+    value = int(value)
+    if value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive int, got {value}")
+    return value
+
+
+def check_input(owner: str, x: Any) -> None:
+    """The layer input must be a tensor (TypeError naming the type otherwise)."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{owner}: input must be a torch.Tensor, got {type(x).__name__}")
 
 
 def check_optional_rate(rate: float | None) -> float | None:

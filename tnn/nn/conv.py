@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from tnn.nn._tensorial import TensorialLayer, check_format_name, check_optional_rate
+from tnn.nn._tensorial import TensorialLayer, check_format_name, check_input, check_optional_rate, check_size
 
 __all__ = ["TensorialConv2d"]
 
@@ -87,8 +87,8 @@ class TensorialConv2d(TensorialLayer):
         super().__init__()
         fmt = check_format_name(format)
         rate = check_optional_rate(rate)
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
+        self.in_channels = check_size("TensorialConv2d", "in_channels", in_channels)
+        self.out_channels = check_size("TensorialConv2d", "out_channels", out_channels)
         self.kernel_size = _pair_arg("kernel_size", kernel_size, 1)
         self.stride = _pair_arg("stride", stride, 1)
         self.dilation = _pair_arg("dilation", dilation, 1)
@@ -107,7 +107,7 @@ class TensorialConv2d(TensorialLayer):
                 f"TensorialConv2d: padding_mode must be one of {PADDING_MODES}, got {padding_mode!r}"
             )
         self.padding_mode = padding_mode
-        self.groups = int(groups)
+        self.groups = check_size("TensorialConv2d", "groups", groups)
         geometry = fmt.geometry(self.out_channels, self.in_channels, self.kernel_size, self.groups, m)
         self._setup(geometry, fmt, rate, rank, bias, {"device": device, "dtype": dtype})
         # padding applied by F.pad (left, right, top, bottom) and the symmetric rest left to the conv
@@ -232,6 +232,7 @@ class TensorialConv2d(TensorialLayer):
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input("TensorialConv2d", x)
         unbatched = x.dim() == 3
         if unbatched:
             x = x.unsqueeze(0)

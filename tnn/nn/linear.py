@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tnn.nn._tensorial import TensorialLayer, check_format_name, check_optional_rate
+from tnn.nn._tensorial import TensorialLayer, check_format_name, check_input, check_optional_rate, check_size
 
 __all__ = ["TensorialLinear"]
 
@@ -49,8 +49,8 @@ class TensorialLinear(TensorialLayer):
         super().__init__()
         fmt = check_format_name(format)
         rate = check_optional_rate(rate)
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self.in_features = check_size("TensorialLinear", "in_features", in_features)
+        self.out_features = check_size("TensorialLinear", "out_features", out_features)
         geometry = fmt.geometry(self.out_features, self.in_features, (), 1, m)
         self._setup(geometry, fmt, rate, rank, bias, {"device": device, "dtype": dtype})
 
@@ -113,6 +113,7 @@ class TensorialLinear(TensorialLayer):
         return "bs,ts->bt", [(folded[0], self.in_features), (self.out_features, self.in_features)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input("TensorialLinear", x)
         if x.dim() == 0 or x.shape[-1] != self.in_features:
             raise ValueError(
                 f"TensorialLinear: expected input (..., {self.in_features}), got shape {tuple(x.shape)}"
