@@ -295,7 +295,7 @@ def test_rates_are_finite_numbers():
         (lambda: TensorialConv2d(4, 4, 3, rate=0.5, groups=1.0), TypeError, "groups"),
         (lambda: TensorialLinear(8, True, rate=0.5), TypeError, "out_features"),
         (lambda: TensorialConv2d(4, 4, 3, rate=0.5, dtype=torch.int64), TypeError, "floating-point"),
-        (lambda: TensorialLinear(4, 4, rate=0.5)([1.0, 2.0, 3.0, 4.0]), TypeError, "torch.Tensor, got list"),
+        (lambda: TensorialLinear(4, 4, rate=1.0)([1.0, 2.0, 3.0, 4.0]), TypeError, "torch.Tensor, got list"),
         (lambda: TensorialConv2d(4, 4, 3, rate=0.5)(torch.ones(1, 3, 5, 5)), ValueError, "(B, 4, H, W)"),
     ],
 )
