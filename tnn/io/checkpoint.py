@@ -126,6 +126,9 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError,
             KeyError, IndexError, AttributeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if isinstance(exc, pickle.UnpicklingError) or "weights_only" in first:
+            # torch's weights-only message talks about its own defaults; say what matters here
+            first = "not a torch.save file of tensors and plain containers"
         raise CheckpointError(
             f"checkpoint {str(p)!r} is truncated or corrupted (torch.load failed: {first[:200]})"
         ) from exc
