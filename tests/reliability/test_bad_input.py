@@ -303,3 +303,8 @@ def test_layer_arguments_and_inputs_are_checked(build, exc, needle):
     with pytest.raises(exc) as info:
         build()
     assert needle in str(info.value)
+
+
+def test_compress_input_shape_that_does_not_fit_the_model():
+    with pytest.raises(ValueError, match=r"input_shape \(3, 5, 5\) does not fit the model"):
+        compress(get_model("lenet5"), format="rtt", rate=0.5, input_shape=(3, 5, 5))

@@ -122,7 +122,14 @@ def _input_shapes(
         model.eval()
         try:
             with torch.no_grad():
-                model(x)
+                try:
+                    model(x)
+                except RuntimeError as exc:  # wrong channels / too small for the model
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise ValueError(
+                        f"input_shape {tuple(input_shape)} does not fit the model (one sample, batch "
+                        f"omitted, e.g. (3, 32, 32)): {first}"
+                    ) from exc
         finally:
             model.train(was_training)
     finally:
