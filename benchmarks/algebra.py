@@ -182,6 +182,8 @@ def bench_layer(name: str, b: int, s: int, t: int, px: int, reps: int) -> dict[s
         "bwd": bwd["ours"] / best_b[0],
         "bwd_by": best_b[1],
         "fwd_ms": fwd["ours"] * 1e3,
+        "fwd_seq": fwd["ours"] / fwd["seq"] if "seq" in fwd else float("nan"),
+        "bwd_seq": bwd["ours"] / bwd["seq"] if "seq" in bwd else float("nan"),
     }
 
 
@@ -219,9 +221,10 @@ def main(argv: list[str] | None = None) -> None:
     formats = args.formats.split(",")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, reps={reps}")
     print("ratios = conv_einsum time / best hand-written time (kernel: reconstruct + F.conv2d, "
-          "seq: layer by layer)")
+          "seq: layer by layer); fwd/seq, f+b/seq: ratios to the layer-by-layer form alone")
     header = (f"{'net':<6} {'B':>4} {'S':>4} {'T':>4} {'px':>3} {'format':<6} {'naive GF':>9} "
-              f"{'plan GF':>8} {'plan/naive':>10} {'fwd ratio':>13} {'fwd+bwd ratio':>15} {'fwd ms':>8}")
+              f"{'plan GF':>8} {'plan/naive':>10} {'fwd ratio':>13} {'fwd+bwd ratio':>15} {'fwd ms':>8} "
+              f"{'fwd/seq':>8} {'f+b/seq':>8}")
     print(header)
     fwd_r, bwd_r, worst_plan = [], [], 0.0
     for net, configs in (("r32", r32), ("r50", r50)):
@@ -234,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{net:<6} {b:>4} {s:>4} {t:>4} {px:>3} {name:<6} {r['naive'] / 1e9:>9.3f} "
                       f"{r['planned'] / 1e9:>8.3f} {r['planned'] / r['naive']:>10.3f} "
                       f"{r['fwd']:>7.2f} ({r['fwd_by']:<6}) {r['bwd']:>7.2f} ({r['bwd_by']:<6}) "
-                      f"{r['fwd_ms']:>8.2f}", flush=True)
+                      f"{r['fwd_ms']:>8.2f} {r['fwd_seq']:>8.2f} {r['bwd_seq']:>8.2f}", flush=True)
 
     def gmean(v: list[float]) -> float:
         return math.exp(sum(math.log(x) for x in v) / len(v))
