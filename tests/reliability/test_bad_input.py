@@ -308,3 +308,10 @@ def test_layer_arguments_and_inputs_are_checked(build, exc, needle):
 def test_compress_input_shape_that_does_not_fit_the_model():
     with pytest.raises(ValueError, match=r"input_shape \(3, 5, 5\) does not fit the model"):
         compress(get_model("lenet5"), format="rtt", rate=0.5, input_shape=(3, 5, 5))
+
+
+def test_get_model_bad_keywords():
+    with pytest.raises(ValueError, match="cannot build model 'lenet5'.*num_classes"):
+        get_model("lenet5", num_classes=-1)
+    with pytest.raises(TypeError, match="bogus"):
+        get_model("lenet5", bogus=1)

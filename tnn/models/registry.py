@@ -55,4 +55,8 @@ def get_model(name: str, **kw: object) -> nn.Module:
     builder = _BUILDERS.get(name.lower())
     if builder is None:
         raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
-    return builder(**kw)
+    try:
+        return builder(**kw)
+    except RuntimeError as exc:  # e.g. num_classes=-1 reaching a tensor constructor
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ValueError(f"cannot build model {name!r} with {kw}: {first}") from exc
