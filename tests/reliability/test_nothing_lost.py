@@ -275,7 +275,7 @@ def test_cli_unwritable_out_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     torch.save(get_model("lenet5").state_dict(), dense)
     monkeypatch.setattr(preflight_module.tempfile, "mkstemp", refuse)
     code = main(["compress", "--model", "lenet5", "--weights", str(dense), "--format", "rtt", "--rate", "0.5",
-                 "--out", str(tmp_path / "out")])
+                 "--include", "conv1", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "not writable" in err and "Read-only file system" in err, err
     assert "\n" not in err and not (tmp_path / "out").exists()
