@@ -166,8 +166,16 @@ def run(args: argparse.Namespace) -> int:
         if args.format is not None:
             summary["accuracy_pretrained"] = eval_fn(teacher)["accuracy"]
             if args.resume and ck_seq.exists():
-                plan = load_checkpoint(ck_seq)["metadata"].get("plan")
-                student = compress(get_model(args.model), plan=plan)
+                # rebuild the compressed architecture from the checkpoint's plan (no decomposition)
+                saved = load_checkpoint(ck_seq).get("metadata") or {}
+                if saved.get("format") != args.format or saved.get("model") != args.model:
+                    raise CLIError(
+                        f"--resume: {ck_seq} holds a {saved.get('model')!r} model in format "
+                        f"{saved.get('format')!r}, not {args.model!r} in {args.format!r}"
+                    )
+                student = compress(get_model(args.model), plan=saved.get("plan"))
+                dropped = ("tnn_version", "step", "kind", "stages")
+                metadata = {k: v for k, v in saved.items() if k not in dropped}
             else:
                 student = compress(
                     teacher,
@@ -177,10 +185,11 @@ def run(args: argparse.Namespace) -> int:
                     exclude=args.exclude,
                     input_shape=common.input_shape(args.model),
                 )
+                metadata = common.compressed_metadata(args.model, student.tnn_report)
+                metadata["accuracy_compressed"] = eval_fn(student)["accuracy"]
             report = student.tnn_report
             out(report.table())
-            metadata = common.compressed_metadata(args.model, report)
-            summary["accuracy_compressed"] = eval_fn(student)["accuracy"]
+            summary["accuracy_compressed"] = metadata.get("accuracy_compressed")
             hist = sequential_train(
                 student,
                 teacher,
@@ -260,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
                 "accuracy_sequential",
                 "accuracy_finetuned",
             )
-            if k in summary
+            if summary.get(k) is not None
         ]
         out(
             f"{args.model} {args.format or 'dense'}: "
