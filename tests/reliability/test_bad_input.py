@@ -8,6 +8,7 @@ reference (``F.conv2d`` / ``F.linear`` / ``torch.einsum`` with the reconstructed
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -315,3 +316,34 @@ def test_get_model_bad_keywords():
         get_model("lenet5", num_classes=-1)
     with pytest.raises(TypeError, match="bogus"):
         get_model("lenet5", bogus=1)
+
+
+CLI_TOKENS = ["--model", "lenet5", "resnet7", "--format", "rtt", "cp", "bogus", "--rate", "0.3", "nan", "-1",
+              "1e9", "--weights", "missing.pt", "--json", "--quiet", "--include", "conv*", "--device", "tpu",
+              "--seed", "x", "", "--", "\x00", "é"]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["info", "evaluate", "export", "train"]),
+       st.lists(st.sampled_from(CLI_TOKENS), max_size=8))
+def test_cli_random_arguments_never_crash(tmp_path_factory, command, tokens):
+    """Random flag soups: exit status 0 or 2, never a traceback or another exception."""
+    import contextlib
+    import io
+
+    from tnn.cli.main import main
+
+    out_dir = tmp_path_factory.mktemp("cli")
+    err = io.StringIO()
+    argv = [command, *tokens]
+    if command in ("export", "train"):
+        argv += ["--out", str(out_dir / ("o.onnx" if command == "export" else "o"))]
+    cwd = os.getcwd()
+    os.chdir(out_dir)
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = main(argv)
+    finally:
+        os.chdir(cwd)
+    assert code in (0, 2), (argv, err.getvalue()[-500:])
+    assert "Traceback" not in err.getvalue()
