@@ -49,6 +49,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--formats", nargs="+", default=["all"], help="formats, or 'all' for every format")
     g.add_argument("--rates", nargs="+", type=float, required=True, help="target compression rates")
     g.add_argument("--budget", choices=tuple(BUDGETS), default="cpu", help="named training budget")
+    g.add_argument("--exclude", nargs="+", metavar="GLOB",
+                   help="layers kept dense in every format (e.g. the classifier: fc2, linear, fc)")
     g.add_argument("--max-cells", type=int, help="compute at most this many unfinished cells, then stop")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     o = p.add_argument_group("budget overrides (default: the named budget's value)")
@@ -106,13 +108,13 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--study convergence takes one rate, got {args.rates}")
         summaries = run_convergence(args.model, args.dataset, formats, args.rates[0], budget, args.out,
                                     weights=args.weights, data_dir=args.data_dir, device=device,
-                                    seed=args.seed, log=out)
+                                    seed=args.seed, exclude=args.exclude, log=out)
         out((Path(args.out) / "convergence.md").read_text())
         out.result({"convergence": summaries})
         return 0
     rows = run_experiment(args.model, args.dataset, formats, args.rates, budget, args.out,
                           weights=args.weights, data_dir=args.data_dir, device=device, seed=args.seed,
-                          progress=not args.quiet,
+                          progress=not args.quiet, exclude=args.exclude,
                           log=out, max_cells=args.max_cells)
     out((Path(args.out) / "results.md").read_text())
     out.result({"rows": rows})

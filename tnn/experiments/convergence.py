@@ -133,6 +133,7 @@ def run_convergence(
     device: torch.device | str = "cpu",
     seed: int = 0,
     methods: Sequence[str] = METHODS,
+    exclude: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
     """Sequential versus end-to-end training curves for each format at ``rate`` (see module docstring).
@@ -154,7 +155,7 @@ def run_convergence(
     out = Path(out)
     _check_config(out, {"model": model, "dataset": dataset, "budget": budget.to_dict(), "seed": seed,
                         "weights_name": Path(weights).name if weights is not None else None,
-                        "study": "convergence"})
+                        "exclude": sorted(exclude) if exclude else None, "study": "convergence"})
     (out / "curves").mkdir(exist_ok=True)
     data = load_data(model, dataset, budget, data_dir, seed=seed)
     teacher = load_teacher(model, weights)
@@ -165,7 +166,8 @@ def run_convergence(
             log(f"[convergence] {fmt}: finished, skipped")
             continue
         torch.manual_seed(seed)
-        init = compress(teacher, format=fmt, rate=rate, input_shape=input_shape(model, budget)).to(device)
+        init = compress(teacher, format=fmt, rate=rate, exclude=list(exclude) if exclude else None,
+                        input_shape=input_shape(model, budget)).to(device)
         for method in todo:
             student = copy.deepcopy(init)
             if method == "sequential":

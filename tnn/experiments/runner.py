@@ -81,7 +81,7 @@ def _check_config(out: Path, config: dict[str, Any]) -> None:
     path = out / "config.json"
     if path.exists():
         old = json.loads(path.read_text())
-        for key in ("model", "dataset", "budget", "seed", "weights_name"):
+        for key in ("model", "dataset", "budget", "seed", "weights_name", "exclude"):
             if old.get(key) != config.get(key):
                 raise ValueError(
                     f"{out} holds a run with {key}={old.get(key)!r}, this run has {key}={config.get(key)!r}; "
@@ -132,7 +132,8 @@ def run_baseline(out: Path, model: str, dataset: str, teacher: nn.Module, data: 
 
 def run_cell(cell_dir: Path, model: str, dataset: str, fmt: str, rate: float, teacher: nn.Module,
              data: ExperimentData, budget: Budget, targets: TeacherTargets | None, *, seed: int = 0,
-             device: torch.device, progress: bool = False) -> dict[str, Any]:
+             exclude: Sequence[str] | None = None, device: torch.device,
+             progress: bool = False) -> dict[str, Any]:
     """Compress, train sequentially, optionally fine-tune and evaluate one cell; returns its row."""
     from tnn.compression import compress
     from tnn.train import finetune
@@ -142,7 +143,8 @@ def run_cell(cell_dir: Path, model: str, dataset: str, fmt: str, rate: float, te
     t_cell = time.perf_counter()
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    student = compress(teacher, format=fmt, rate=rate, input_shape=input_shape(model, budget))
+    student = compress(teacher, format=fmt, rate=rate, exclude=list(exclude) if exclude else None,
+                       input_shape=input_shape(model, budget))
     wall_compress = time.perf_counter() - t0
     report = student.tnn_report
     acc_init_val = _accuracy(student, data.val, budget.val_limit, device)
@@ -242,6 +244,7 @@ def run_experiment(
     device: torch.device | str = "cpu",
     seed: int = 0,
     progress: bool = False,
+    exclude: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
     max_cells: int | None = None,
 ) -> list[dict[str, Any]]:
@@ -265,6 +268,9 @@ def run_experiment(
         (only for tests: no accuracy is claimed).
     data_dir : path, optional
         Data root (default ``$TNN_DATA_DIR``).
+    exclude : list of str, optional
+        Glob patterns of layers kept dense in every format (e.g. ``["fc2"]``, the classifier: the
+        baseline formats cannot compress it at small rates, so excluding it compares the same layers).
     max_cells : int, optional
         Stop after computing this many cells (for tests).
 
@@ -279,6 +285,7 @@ def run_experiment(
     config = {
         "model": model, "dataset": dataset, "budget": budget.to_dict(), "seed": seed,
         "weights_name": Path(weights).name if weights is not None else None,
+        "exclude": sorted(exclude) if exclude else None,
     }
     _check_config(out, config)
     title = f"{model} on {dataset}"
@@ -302,7 +309,7 @@ def run_experiment(
             cell_dir.mkdir(parents=True, exist_ok=True)
             try:
                 row = run_cell(cell_dir, model, dataset, fmt, rate, teacher, data, budget, targets, seed=seed,
-                               device=device, progress=progress)
+                               exclude=exclude, device=device, progress=progress)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # one failing cell must not stop the table
