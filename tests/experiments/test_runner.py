@@ -213,10 +213,11 @@ def test_cli_experiment_runs_and_reruns(tmp_path: Path, capsys: pytest.CaptureFi
     argv = ["experiment", "--model", "lenet5", "--dataset", "synthetic", "--formats", "rtt", "--rates", "0.2",
             "--budget", "smoke", "--steps-per-stage", "1", "--finetune-steps", "1", "--subset", "16",
             "--val-size", "16", "--eval-limit", "16", "--batch-size", "8", "--quiet", "--json",
-            "--out", str(tmp_path / "t")]
+            "--exclude", "fc2", "--out", str(tmp_path / "t")]
     assert main(argv) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["format"] for r in result["rows"]] == ["baseline", "rtt"]
+    assert result["rows"][1]["layers_compressed"] == 3  # conv1, conv2, fc1; fc2 excluded
     assert main(argv) == 0
     assert main(argv[:5] + ["--formats", "bogus"] + argv[7:]) == 2
     assert "unknown format 'bogus'" in capsys.readouterr().err
