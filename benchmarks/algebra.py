@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import time
 from collections.abc import Callable
 
@@ -126,7 +125,7 @@ FORMATS = ["dense", "svd", "cp", "tk", "tt", "tr", "rcp", "rtk", "rtt", "rtr"]
 
 
 def timeit(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> dict[str, float]:
-    """Interleaved median wall time of each callable (seconds)."""
+    """Minimum wall time of each callable over interleaved repetitions (seconds)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -136,7 +135,7 @@ def timeit(fns: dict[str, Callable[[], object]], reps: int, warmup: int = 1) -> 
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return {k: min(v) for k, v in times.items()}
 
 
 def _fwd_bwd(fn: Callable[..., torch.Tensor], ops: list[torch.Tensor]) -> Callable[[], None]:
