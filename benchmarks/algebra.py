@@ -5,8 +5,9 @@ shapes (3x3 layers, 64..512 channels at 56..7 pixels; smaller batch to fit the t
 the naive (left-to-right) and planned FLOPs and the measured forward (no_grad) and forward+backward
 times of ``conv_einsum`` as a ratio to the best hand-written torch evaluation of the same layer (the
 faster of "reconstruct the kernel, then one F.conv2d" and a layer-by-layer sequence of F.conv2d /
-torch.einsum calls). Pure-contraction strings are compared with ``torch.einsum``. Timings are
-interleaved medians; ratios < 1 mean conv_einsum is faster.
+torch.einsum calls). Pure-contraction strings are compared with ``torch.einsum``. Timings are the
+minima over interleaved repetitions (robust to load spikes on a shared machine); ratios < 1 mean
+conv_einsum is faster.
 
 Usage::
 
