@@ -210,7 +210,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement")
     parser.add_argument("--batch50", type=int, default=4, help="batch size at ResNet-50 shapes")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated format names")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     reps = args.reps or (3 if args.quick else 5)
     r32 = [(128, 16, 16, 32), (128, 32, 32, 16), (128, 64, 64, 8)]
