@@ -36,7 +36,7 @@ def _operands(shapes):
 
 
 @settings(max_examples=60, deadline=None)
-@given(pure_specs(), st.sampled_from(["optimal", "greedy", "naive"]))
+@given(pure_specs(), st.sampled_from(["optimal", "greedy", "naive", "time"]))
 def test_pure_contraction_equals_torch_einsum(case, optimize):
     spec, shapes = case
     ops = _operands(shapes)

@@ -86,3 +86,19 @@ def test_paper_cp_string():
     kernel = torch.einsum("rac,rbd,rxy->cdabxy", a, b, k).reshape(6, 6, 3, 3)
     ref = F.conv2d(x.reshape(2, 6, 6, 5), kernel, padding=1).reshape(2, 3, 2, 6, 5)
     torch.testing.assert_close(conv_einsum("nabxy,rac,rbd,rxy->ncdxy|xy", x, a, b, k, padding=1), ref)
+
+
+def test_time_optimizer_may_reconstruct_the_kernel_first():
+    """At small ranks the objective prefers building the kernel, even above the naive FLOPs."""
+    spec = "bxyhw,xua,ayvc,chw->buvhw|hw"
+    shapes = [(128, 4, 4, 32, 32), (4, 4, 4), (4, 4, 4, 4), (4, 3, 3)]
+    _, bounded = conv_einsum_path(spec, *shapes, padding=1)
+    _, free = conv_einsum_path(spec, *shapes, padding=1, optimize="time")
+    assert bounded.opt_flops <= bounded.naive_flops < free.opt_flops
+    assert free.cost < bounded.cost
+    assert free.steps[-1].kind == "convolution" and free.steps[-1].equation.startswith("bxyhw,")
+    ops = [torch.randn(*s[:1], *s[1:], dtype=DT) if i else torch.randn(2, 4, 4, 6, 6, dtype=DT)
+           for i, s in enumerate(shapes)]
+    torch.testing.assert_close(
+        conv_einsum(spec, *ops, padding=1, optimize="time"), conv_einsum(spec, *ops, padding=1)
+    )

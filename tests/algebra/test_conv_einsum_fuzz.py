@@ -125,7 +125,7 @@ def conv_problems(draw):
     stride = draw(st.integers(1, 2))
     dilation = draw(st.integers(1, 2))
     circular = draw(st.booleans())
-    optimize = draw(st.sampled_from(["optimal", "greedy", "naive"]))
+    optimize = draw(st.sampled_from(["optimal", "greedy", "naive", "time"]))
     return spec, shapes, padding, stride, dilation, circular, optimize
 
 

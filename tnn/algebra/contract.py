@@ -437,8 +437,10 @@ def conv_einsum(
         PyTorch meaning; one value for all convolution indices, one per index (in the order listed
         after ``|``) or a dict keyed by index letter. ``padding`` also accepts ``(left, right)`` pairs and
         ``"valid"``, ``"same"``, ``"full"``.
-    optimize : {"optimal", "greedy", "naive", "auto"}, bool or list of pairs
-        Path optimizer or an explicit path (opt_einsum's linear format).
+    optimize : {"optimal", "greedy", "naive", "auto", "time"}, bool or list of pairs
+        Path optimizer or an explicit path (opt_einsum's linear format). ``"time"`` minimises the
+        FLOPs + memory objective without bounding FLOPs by the naive path's (see
+        :mod:`tnn.algebra.paths`).
 
     Returns
     -------
