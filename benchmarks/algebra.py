@@ -148,16 +148,17 @@ def _fwd_bwd(fn: Callable[..., torch.Tensor], ops: list[torch.Tensor]) -> Callab
     return run
 
 
-def bench_layer(name: str, b: int, s: int, t: int, px: int, reps: int) -> dict[str, object]:
+def bench_layer(name: str, b: int, s: int, t: int, px: int, reps: int, optimize: str = "optimal"
+                ) -> dict[str, object]:
     spec, shapes, recon, seq = layer(name, s, t)
     reshaped = name.startswith("r")
     xshape = (b, *_split(s), px, px) if reshaped else (b, s, px, px)
     x = torch.randn(*xshape)
     factors = [torch.randn(*sh) * 0.1 for sh in shapes]
-    _, info = conv_einsum_path(spec, x, *factors, padding=1)
+    _, info = conv_einsum_path(spec, x, *factors, padding=1, optimize=optimize)
 
     def ours(*ops):
-        return conv_einsum(spec, *ops, padding=1)
+        return conv_einsum(spec, *ops, padding=1, optimize=optimize)
 
     def by_kernel(xx, *fs):
         kernel = torch.einsum(recon, *fs).reshape(t, s, K, K)
@@ -210,6 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement")
     parser.add_argument("--batch50", type=int, default=4, help="batch size at ResNet-50 shapes")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated format names")
+    parser.add_argument("--optimize", default="optimal", help="conv_einsum optimizer for the layers")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -222,7 +224,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.quick:
         r32, r50 = r32[:1], r50[-1:]
     formats = args.formats.split(",")
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, reps={reps}")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, reps={reps}, "
+          f"optimize={args.optimize!r}")
     print("ratios = conv_einsum time / best hand-written time (kernel: reconstruct + F.conv2d, "
           "seq: layer by layer); fwd/seq, f+b/seq: ratios to the layer-by-layer form alone")
     header = (f"{'net':<6} {'B':>4} {'S':>4} {'T':>4} {'px':>3} {'format':<6} {'naive GF':>9} "
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
     for net, configs in (("r32", r32), ("r50", r50)):
         for b, s, t, px in configs:
             for name in formats:
-                r = bench_layer(name, b, s, t, px, reps)
+                r = bench_layer(name, b, s, t, px, reps, args.optimize)
                 fwd_r.append(r["fwd"])
                 bwd_r.append(r["bwd"])
                 worst_plan = max(worst_plan, r["planned"] / r["naive"])
