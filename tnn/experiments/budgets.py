@@ -158,7 +158,7 @@ BUDGETS: dict[str, dict[str, Budget]] = {
         "lenet5": Budget("cpu", steps_per_stage=60, batch_size=128, lr=1e-2, train_subset=7680,
                          val_size=5000, val_limit=1000, cache_teacher=True, finetune_steps=60,
                          finetune_lr=1e-4, checkpoint_every=100),
-        "*": Budget("cpu", steps_per_stage=30, batch_size=64, lr=1e-3, train_subset=1920,
+        "*": Budget("cpu", steps_per_stage=30, batch_size=64, lr=3e-3, train_subset=1920,
                     val_size=5000, val_limit=1000, cache_teacher=True, finetune_steps=0,
                     finetune_lr=1e-4, checkpoint_every=10, conv_steps=80, conv_eval_every=10,
                     conv_eval_limit=500),
