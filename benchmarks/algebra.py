@@ -11,8 +11,13 @@ conv_einsum is faster.
 
 Usage::
 
-    python benchmarks/algebra.py            # full run (a few minutes on 2 cores)
-    python benchmarks/algebra.py --quick    # one shape per network, fewer repetitions
+    python benchmarks/algebra.py --threads 1            # all 7 shapes
+    python benchmarks/algebra.py --quick --threads 1    # one shape per network
+    python benchmarks/algebra.py --quick --optimize time --formats rtt,rtr
+
+Measured durations (shared 2-core machine at load average 8-16, so not the unloaded figure): the
+full run with 2 threads and 5 repetitions took 26 min; ``--quick --threads 1`` about 5 min. The
+default is now 3 repetitions (``--reps``).
 """
 
 from __future__ import annotations
@@ -217,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    reps = args.reps or (3 if args.quick else 5)
+    reps = args.reps or 3
     r32 = [(128, 16, 16, 32), (128, 32, 32, 16), (128, 64, 64, 8)]
     r50 = [(args.batch50, 64, 64, 56), (args.batch50, 128, 128, 28), (args.batch50, 256, 256, 14),
            (args.batch50, 512, 512, 7)]
