@@ -8,6 +8,7 @@ absent. The package itself never refers to that folder.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,20 @@ def resnet32_checkpoint(shared_dir: Path) -> Path:
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _one_intra_op_thread(request: pytest.FixtureRequest) -> Iterator[None]:
+    """One intra-op thread for the many tiny operations of the suite.
+
+    On 2 cores, thread hand-off dominates tiny ``F.conv``/einsum calls (milliseconds instead of
+    microseconds, far worse on a loaded machine). Tests marked ``slow`` (real models, real data) keep
+    PyTorch's default. The previous setting is restored afterwards.
+    """
+    previous = torch.get_num_threads()
+    if request.node.get_closest_marker("slow") is None:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -10,13 +10,6 @@ import tnn.decompositions as D
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny problems: intra-op threads only add synchronisation cost (severe on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _run_all(x: torch.Tensor) -> dict[str, tuple[list[torch.Tensor], float]]:

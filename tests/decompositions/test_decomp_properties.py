@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,13 +22,6 @@ F64 = torch.float64
 shapes = st.lists(st.integers(1, 4), min_size=2, max_size=4).map(tuple)
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny problems: intra-op threads only add synchronisation cost (severe on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _tensor(shape: tuple[int, ...], seed: int) -> torch.Tensor:

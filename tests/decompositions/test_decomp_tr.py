@@ -15,13 +15,6 @@ from tensorly.decomposition import tensor_ring as tl_tensor_ring  # noqa: E402
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny problems: intra-op threads only add synchronisation cost (severe on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _random_ring(shape: tuple[int, ...], ranks: list[int], seed: int) -> list[torch.Tensor]:

@@ -21,13 +21,6 @@ from tensorly.decomposition import tensor_train as tl_tensor_train  # noqa: E402
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny problems: intra-op threads only add synchronisation cost (severe on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(

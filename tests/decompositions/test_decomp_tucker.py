@@ -23,13 +23,6 @@ from tensorly.decomposition import tucker as tl_tucker  # noqa: E402
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny problems: intra-op threads only add synchronisation cost (severe on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _rel(x: np.ndarray, y: np.ndarray) -> float:

@@ -11,13 +11,6 @@ from tnn.decompositions._utils import leading_left_singular_vectors, make_genera
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny problems: intra-op threads only add synchronisation cost (severe on a loaded machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("mode", [0, 1, 2, 3])

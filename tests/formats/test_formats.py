@@ -15,7 +15,12 @@ import torch
 import tnn
 from tnn.formats import FORMATS, KernelGeometry, get_format
 
-tl.set_backend("pytorch")
+
+@pytest.fixture(autouse=True)
+def _tensorly_pytorch_backend():
+    """TensorLy's torch backend for this module only (its backend is global state)."""
+    with tl.backend_context("pytorch"):
+        yield
 
 CONV_SHAPES = [  # (T, S, (kh, kw), groups)
     (20, 1, (5, 5), 1),

@@ -22,7 +22,6 @@ import random
 import resource
 import string
 import time
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -46,14 +45,6 @@ def rss_mib() -> float:
     return pages * resource.getpagesize() / 2**20
 
 
-@pytest.fixture(autouse=True)
-def _single_thread() -> Iterator[None]:
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 # ------------------------------------------------------------------ random specs and the reference
