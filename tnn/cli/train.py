@@ -210,7 +210,7 @@ def run(args: argparse.Namespace) -> int:
                 log_path=out_dir / "log.jsonl" if main else None,
                 progress=not args.quiet,
             )
-            summary["stages"] = hist.phases
+            summary["stages"] = list(hist.phases)
             summary["accuracy_sequential"] = eval_fn(student)["accuracy"]
             summary.update(
                 achieved_rate=report.achieved_rate,
