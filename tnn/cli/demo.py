@@ -91,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
         f"dense LeNet-5: accuracy {dense_acc:.4f}, {dense_params:,} parameters,"
         f" {time.perf_counter() - t0:.1f} s"
     )
+    if args.exclude:
+        out(
+            f"kept dense: {', '.join(args.exclude)} (--exclude); the achieved rate counts every Conv2d/Linear"
+            " parameter, the dense ones included"
+        )
     rows: list[dict[str, Any]] = []
     curves: dict[str, list[float]] = {}
     students = {}
