@@ -456,7 +456,7 @@ class Format(ABC):
                 f"{geom.weight_shape}"
             )
         kernel = weight.detach().reshape(geom.groups, geom.t, geom.s, *geom.kernel_size)
-        per_group = [balance_norms(self._decompose(kernel[i], geom, ranks)) for i in range(geom.groups)]
+        per_group = [self._decompose(kernel[i], geom, ranks) for i in range(geom.groups)]
         if geom.groups > 1:
             factors = [torch.stack(fs) for fs in zip(*per_group, strict=True)]
         else:
@@ -500,20 +500,3 @@ def check_rate(rate: float) -> float:
     if not math.isfinite(rate) or not 0.0 < rate <= 1.0:
         raise ValueError(f"rate must be a finite float in (0, 1], got {rate!r}")
     return rate
-
-
-def balance_norms(factors: list[torch.Tensor]) -> list[torch.Tensor]:
-    """Rescale factors to equal Frobenius norms, leaving the kernel they build unchanged.
-
-    Every format's kernel is linear in each of its factors (each appears once in the kernel equation),
-    so scaling factor ``i`` by ``c_i`` with ``prod(c_i) = 1`` keeps the kernel. Decompositions put the
-    whole norm in one core (TT-SVD / TR-SVD: the last, Tucker: the core) and leave the others
-    orthonormal; gradient-based training with per-parameter steps (Adam) treats cores of very unequal
-    scale badly, so the factors start balanced.
-    """
-    norms = [f.norm() for f in factors]
-    if len(factors) < 2 or any(not bool(torch.isfinite(n)) or float(n) == 0.0 for n in norms):
-        return factors
-    logs = torch.stack([n.log() for n in norms])
-    target = logs.mean()
-    return [f * torch.exp(target - log) for f, log in zip(factors, logs, strict=True)]
