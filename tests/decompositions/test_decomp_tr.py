@@ -71,6 +71,50 @@ def test_als_update_is_the_least_squares_optimum(k: int) -> None:
     )
 
 
+@pytest.mark.parametrize("k", [0, 2])
+def test_ridge_als_update_is_the_ridge_optimum(k: int) -> None:
+    shape, ranks = (4, 3, 2, 3), [2, 3, 2, 2]
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(12), dtype=F64)
+    cores = _random_ring(shape, ranks, seed=13)
+    reg = 0.3
+    updated = _als_update(x, cores, k, reg)
+    basis = torch.eye(updated.numel(), dtype=F64)
+    columns = []
+    for e in basis:
+        trial = list(cores)
+        trial[k] = e.reshape(updated.shape)
+        columns.append(tr_to_tensor(trial).reshape(-1))
+    design = torch.stack(columns, 1)
+    # ridge normal equations; the weight is relative to the mean diagonal of design^T design
+    gram = design.T @ design
+    lam = reg * gram.diagonal().mean()
+    best = torch.linalg.solve(gram + lam * torch.eye(gram.shape[0], dtype=F64), design.T @ x.reshape(-1))
+    torch.testing.assert_close(updated, best.reshape(updated.shape), rtol=1e-9, atol=1e-11)
+    assert not torch.allclose(updated, _als_update(x, cores, k))
+
+
+def test_ridge_keeps_tr_cores_at_the_tensor_scale() -> None:
+    # a low-rank ring approximation of an unstructured tensor: plain ALS drifts to large, cancelling
+    # cores; the ridge keeps the product of the core norms near ||x|| at almost the same error
+    x = torch.randn(4, 4, 4, 4, 9, generator=torch.Generator().manual_seed(21), dtype=F64)
+    ranks = [3, 3, 3, 3, 2]
+
+    def gain(result: TRTensor) -> float:
+        return float(torch.stack([c.norm() for c in result.cores]).prod() / x.norm())
+
+    plain = tensor_ring(x, ranks, n_iter_max=10, random_state=0)
+    ridge = tensor_ring(x, ranks, n_iter_max=10, random_state=0, regularization=0.1)
+    assert gain(ridge) < 0.5 * gain(plain)
+    assert ridge.error <= plain.error + 0.02
+    assert ridge.error == pytest.approx(relative_error(x, tr_to_tensor(ridge.cores)), rel=1e-10)
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), True, "0.1"])
+def test_tr_rejects_bad_regularization(bad: object) -> None:
+    with pytest.raises(ValueError, match="regularization"):
+        tensor_ring(torch.randn(3, 4, 5), 2, n_iter_max=1, regularization=bad)  # type: ignore[arg-type]
+
+
 def test_tr_als_never_increases_error() -> None:
     x = torch.randn(5, 6, 7, generator=torch.Generator().manual_seed(4), dtype=F64)
     errors = [tensor_ring(x, [2, 2, 3], n_iter_max=n, tol=0.0).error for n in (0, 1, 3, 8)]

@@ -184,8 +184,9 @@ def _labels(n: int) -> tuple[list[str], list[str]]:
     return list(letters[:n]), list(letters[n : 2 * n])
 
 
-def _als_update(tensor: Tensor, cores: list[Tensor], k: int) -> Tensor:
-    """Least-squares optimal core ``k`` given the others."""
+def _als_update(tensor: Tensor, cores: list[Tensor], k: int, regularization: float = 0.0) -> Tensor:
+    """Least-squares optimal core ``k`` given the others (ridge-regularised when ``regularization > 0``:
+    ``regularization * mean(diag(gram))`` is added to the Gram matrix's diagonal)."""
     n = tensor.ndim
     mode, bond = _labels(n)
     # B[i_k, b_{k+1}, b_k] = sum X[...] * prod_{j != k} G_j[b_j, i_j, b_{j+1}], contracted largest mode first
@@ -211,6 +212,10 @@ def _als_update(tensor: Tensor, cores: list[Tensor], k: int) -> Tensor:
         transfer = e if transfer is None else transfer @ e
     ra, rb = cores[(k + 1) % n].shape[0], cores[k].shape[0]
     gram = transfer.reshape(ra, ra, rb, rb).permute(0, 2, 1, 3).reshape(ra * rb, ra * rb)
+    if regularization > 0:
+        gram = gram + regularization * gram.diagonal().mean() * torch.eye(
+            gram.shape[0], dtype=gram.dtype, device=gram.device
+        )
     solution = _solve_gram(gram, rhs)  # (I_k, r_{k+1} r_k)
     return solution.reshape(tensor.shape[k], ra, rb).permute(2, 0, 1).contiguous()
 
@@ -222,6 +227,7 @@ def tensor_ring(
     n_iter_max: int = 0,
     tol: float = 1e-8,
     random_state: RandomState = None,
+    regularization: float = 0.0,
 ) -> TRTensor:
     """Tensor-Ring decomposition: TR-SVD, then optional ALS sweeps.
 
@@ -238,6 +244,12 @@ def tensor_ring(
         Stop the sweeps when the relative change of the error is below ``tol``.
     random_state : None, int or torch.Generator
         Used only by ALS, to revive bonds that TR-SVD left at zero.
+    regularization : float
+        Ridge weight of the ALS updates, relative to the mean diagonal of each update's Gram matrix
+        (0: plain least squares). Unregularised TR-ALS tends to *cancelling* cores: the cores grow far
+        larger than the tensor (the product of their norms reaches hundreds of times ``||X||_F``) while
+        the error barely improves; a small ridge (``1e-1``) keeps them near the tensor's scale at almost
+        the same error. That matters when the cores are trained afterwards (see ``tnn.formats``).
 
     Returns
     -------
@@ -258,6 +270,10 @@ def tensor_ring(
         raise ValueError(f"n_iter_max must be a non-negative int, got {n_iter_max!r}")
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
+    if isinstance(regularization, bool) or not isinstance(regularization, (int, float)) or not (
+        regularization >= 0 and regularization < float("inf")
+    ):
+        raise ValueError(f"regularization must be a finite number >= 0, got {regularization!r}")
     with torch.no_grad():
         cores = _tr_svd(tensor, ranks)
         error = relative_error(tensor, tr_to_tensor(cores))
@@ -268,7 +284,7 @@ def tensor_ring(
         previous = None
         for _ in range(n_iter_max):
             for k in range(tensor.ndim):
-                current[k] = _als_update(tensor, current, k)
+                current[k] = _als_update(tensor, current, k, float(regularization))
             err = relative_error(tensor, tr_to_tensor(current))
             if err < best_error:
                 best_cores, best_error = list(current), err
