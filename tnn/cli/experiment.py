@@ -29,7 +29,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "Compress the pretrained --model into every --formats at every --rates, train each cell\n"
         "sequentially (and fine-tune if the budget says so) under the named --budget, and write\n"
         "OUT/results.csv, OUT/results.md and OUT/accuracy_vs_rate.png. A finished cell is never\n"
-        "recomputed: rerun the same command to continue an interrupted table. --study convergence\n"
+        "recomputed: rerun the same command to continue an interrupted table. Several processes may\n"
+        "share one --out with disjoint --formats (e.g. one per core with --threads 1); rerun once at\n"
+        "the end to rewrite the tables from every finished cell. --study convergence\n"
         "compares sequential and end-to-end training from the same decomposition (first rate only)\n"
         "and writes OUT/convergence.{csv,md,png}. Budgets: cpu (2 CPU cores), paper (the paper's\n"
         "schedule, for a GPU), smoke (tests); the override flags change single budget fields.",

@@ -16,6 +16,13 @@ def _pyplot() -> Any:
     return plt
 
 
+def _save(fig: Any, path: str | os.PathLike[str]) -> None:
+    """Write the PNG atomically: processes sharing an output folder never leave a torn image."""
+    from tnn.io import atomic_write
+
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+
+
 def accuracy_vs_rate(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
     """Final test accuracy (%) against the target compression rate (log axis), one line per format.
 
@@ -50,7 +57,7 @@ def accuracy_vs_rate(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
 
 
@@ -76,5 +83,5 @@ def convergence(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path)
+    _save(fig, path)
     plt.close(fig)
