@@ -148,6 +148,12 @@ def test_run_experiment_writes_outputs_and_is_resumable(tmp_path: Path) -> None:
     assert (out / "accuracy_vs_rate.png").stat().st_size > 1000
     with pytest.raises(ValueError, match="holds a run with budget"):
         run_experiment("lenet5", "synthetic", ["tt"], [0.2], _tiny(steps_per_stage=2), out, log=lines.append)
+    # settings that cannot change a table cell may differ: the finished cells are reused
+    lines.clear()
+    run_experiment("lenet5", "synthetic", ["tt"], [0.2], _tiny(conv_steps=99, checkpoint_every=7), out,
+                   log=lines.append)
+    assert any("tt-r0.2: finished, skipped" in line for line in lines)
+    assert first.stat().st_mtime_ns == stamp
 
 
 def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path) -> None:

@@ -77,12 +77,23 @@ def load_teacher(model: str, weights: str | os.PathLike[str] | None, num_classes
     return teacher.eval()
 
 
-def _check_config(out: Path, config: dict[str, Any]) -> None:
+#: Budget fields that cannot change a finished table cell (the convergence study's settings, and how
+#: often a cell saves its training state), so a table folder may be continued after they change.
+TABLE_NEUTRAL_FIELDS = ("conv_steps", "conv_eval_every", "conv_eval_limit", "checkpoint_every")
+
+
+def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = ()) -> None:
+    """Refuse to continue ``out`` when it holds a run of another model, dataset, budget, seed, weights or
+    exclusion list (the budget's ``neutral`` fields may differ)."""
     path = out / "config.json"
     if path.exists():
         old = json.loads(path.read_text())
         for key in ("model", "dataset", "budget", "seed", "weights_name", "exclude"):
-            if old.get(key) != config.get(key):
+            before, now = old.get(key), config.get(key)
+            if key == "budget" and isinstance(before, dict) and isinstance(now, dict):
+                before = {k: v for k, v in before.items() if k not in neutral}
+                now = {k: v for k, v in now.items() if k not in neutral}
+            if before != now:
                 raise ValueError(
                     f"{out} holds a run with {key}={old.get(key)!r}, this run has {key}={config.get(key)!r}; "
                     "finished cells would mix budgets: use another output folder"
@@ -287,7 +298,7 @@ def run_experiment(
         "weights_name": Path(weights).name if weights is not None else None,
         "exclude": sorted(exclude) if exclude else None,
     }
-    _check_config(out, config)
+    _check_config(out, config, neutral=TABLE_NEUTRAL_FIELDS)
     title = f"{model} on {dataset}"
     data = load_data(model, dataset, budget, data_dir, seed=seed)
     teacher = load_teacher(model, weights)
