@@ -79,7 +79,7 @@ def gain_table(weights: str, inits: list[str], rate: float) -> None:
                 layer = compressed[name]
                 w = conv.weight.detach()
                 errors.append(float((layer.to_dense().weight.detach() - w).norm() / w.norm()))
-                norms = [float(p.norm()) for n, p in layer.named_parameters() if n != "bias"]
+                norms = [float(p.detach().norm()) for n, p in layer.named_parameters() if n != "bias"]
                 gains.append(math.prod(norms) / float(w.norm()))
             print(f"| {init} | {fmt} | {statistics.mean(errors):.3f} | {statistics.median(gains):.1f} "
                   f"| {max(gains):.1f} |", flush=True)
