@@ -105,3 +105,31 @@ def test_cp_validation_errors() -> None:
         cp(torch.ones(3, dtype=F64), 2)
     with pytest.raises(ValueError, match="shape"):
         cp_to_tensor(torch.ones(3, dtype=F64), [torch.ones(2, 2, dtype=F64)])
+
+
+def _component_gain(result) -> float:  # type: ignore[no-untyped-def]
+    """Sum over components of |weight| * prod of factor-column norms, over ||X_hat|| (>= 1; large when the
+    components cancel)."""
+    norms = torch.stack([torch.linalg.vector_norm(f, dim=0) for f in result.factors]).prod(0)
+    x_hat = cp_to_tensor(result.weights, result.factors)
+    return float((result.weights.abs() * norms).sum() / x_hat.norm())
+
+
+def test_cp_ridge_curbs_cancelling_components() -> None:
+    # many components on an unstructured tensor: plain ALS lets components grow and cancel
+    x = torch.randn(16, 9, 16, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    plain = cp(x, 40, n_iter_max=100, random_state=0)
+    ridge = cp(x, 40, n_iter_max=100, random_state=0, regularization=0.1)
+    assert _component_gain(ridge) < 0.7 * _component_gain(plain)
+    assert ridge.error <= plain.error + 0.1
+    x_hat = cp_to_tensor(ridge.weights, ridge.factors)
+    assert ridge.error == pytest.approx(relative_error(x, x_hat), rel=1e-10)
+    # regularization=0 is plain ALS, bit for bit
+    again = cp(x, 40, n_iter_max=100, random_state=0, regularization=0.0)
+    assert all(torch.equal(a, b) for a, b in zip(plain.factors, again.factors, strict=True))
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf"), True, None])
+def test_cp_rejects_bad_regularization(bad: object) -> None:
+    with pytest.raises(ValueError, match="regularization"):
+        cp(torch.randn(3, 4, 5), 2, regularization=bad)  # type: ignore[arg-type]

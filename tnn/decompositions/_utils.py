@@ -214,3 +214,18 @@ def random_normal(
 def prod(values: Sequence[int]) -> int:
     """Product of a sequence of ints (1 for an empty one)."""
     return math.prod(int(v) for v in values)
+
+
+def check_regularization(value: object) -> float:
+    """Validate an ALS ridge weight: a finite number ``>= 0`` (relative to the Gram diagonal's mean)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise ValueError(f"regularization must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def add_ridge(gram: Tensor, regularization: float) -> Tensor:
+    """``gram + regularization * mean(diag(gram)) * I`` (``gram`` unchanged when ``regularization == 0``)."""
+    if regularization == 0:
+        return gram
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    return gram + regularization * gram.diagonal().mean() * eye

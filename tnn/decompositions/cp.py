@@ -16,6 +16,8 @@ from torch import Tensor
 
 from ._utils import (
     RandomState,
+    add_ridge,
+    check_regularization,
     check_tensor,
     fold,
     khatri_rao,
@@ -163,6 +165,7 @@ def cp(
     n_iter_max: int = 100,
     tol: float = 1e-8,
     random_state: RandomState = None,
+    regularization: float = 0.0,
 ) -> CPTensor:
     """CP decomposition by alternating least squares (CP-ALS).
 
@@ -181,6 +184,12 @@ def cp(
         Stop when the relative change of the reconstruction error between sweeps is below ``tol``.
     random_state : None, int or torch.Generator
         Source of randomness (random init and padding); ``None`` uses torch's global RNG.
+    regularization : float
+        Ridge weight of each factor update, relative to the mean diagonal of its Gram matrix and scaled by
+        the relative error of the previous sweep (1 before the first; 0: plain least squares). With many
+        components plain CP-ALS tends to components that are large and cancel each other (degeneracy); the
+        ridge keeps them at the tensor's scale while the fit is poor, and vanishes as the error does, so a
+        tensor of rank ``R`` is still recovered exactly.
 
     Returns
     -------
@@ -203,6 +212,7 @@ def cp(
         raise ValueError(f"n_iter_max must be a positive int, got {n_iter_max!r}")
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
+    regularization = check_regularization(regularization)
     generator = make_generator(random_state)
 
     with torch.no_grad():
@@ -211,13 +221,14 @@ def cp(
         grams = [f.T @ f for f in factors]
         previous = None
         for _ in range(n_iter_max):
+            ridge = regularization * (1.0 if previous is None else previous)
             for n in range(tensor.ndim):
                 v = torch.ones_like(grams[0])
                 for m in range(tensor.ndim):
                     if m != n:
                         v = v * grams[m]
                 mt = mttkrp(tensor, factors, n)
-                f = _solve_gram(v, mt)
+                f = _solve_gram(add_ridge(v, ridge), mt)
                 norms = torch.linalg.vector_norm(f, dim=0)
                 f = f / torch.where(norms > 0, norms, torch.ones_like(norms))
                 weights = norms

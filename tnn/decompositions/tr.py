@@ -18,6 +18,8 @@ from torch import Tensor
 
 from ._utils import (
     RandomState,
+    add_ridge,
+    check_regularization,
     check_tensor,
     make_generator,
     prod,
@@ -212,10 +214,7 @@ def _als_update(tensor: Tensor, cores: list[Tensor], k: int, regularization: flo
         transfer = e if transfer is None else transfer @ e
     ra, rb = cores[(k + 1) % n].shape[0], cores[k].shape[0]
     gram = transfer.reshape(ra, ra, rb, rb).permute(0, 2, 1, 3).reshape(ra * rb, ra * rb)
-    if regularization > 0:
-        gram = gram + regularization * gram.diagonal().mean() * torch.eye(
-            gram.shape[0], dtype=gram.dtype, device=gram.device
-        )
+    gram = add_ridge(gram, regularization)
     solution = _solve_gram(gram, rhs)  # (I_k, r_{k+1} r_k)
     return solution.reshape(tensor.shape[k], ra, rb).permute(2, 0, 1).contiguous()
 
@@ -270,10 +269,7 @@ def tensor_ring(
         raise ValueError(f"n_iter_max must be a non-negative int, got {n_iter_max!r}")
     if not tol >= 0:
         raise ValueError(f"tol must be >= 0, got {tol!r}")
-    if isinstance(regularization, bool) or not isinstance(regularization, (int, float)) or not (
-        regularization >= 0 and regularization < float("inf")
-    ):
-        raise ValueError(f"regularization must be a finite number >= 0, got {regularization!r}")
+    regularization = check_regularization(regularization)
     with torch.no_grad():
         cores = _tr_svd(tensor, ranks)
         error = relative_error(tensor, tr_to_tensor(cores))
@@ -284,7 +280,7 @@ def tensor_ring(
         previous = None
         for _ in range(n_iter_max):
             for k in range(tensor.ndim):
-                current[k] = _als_update(tensor, current, k, float(regularization))
+                current[k] = _als_update(tensor, current, k, regularization)
             err = relative_error(tensor, tr_to_tensor(current))
             if err < best_error:
                 best_cores, best_error = list(current), err
