@@ -28,6 +28,7 @@ import statistics
 from collections.abc import Iterator
 
 import torch
+from init_error import compressed_layers, load_resnet32, relative_error  # benchmarks/ is on sys.path
 
 import tnn.decompositions as decompositions
 import tnn.formats.engines as engines
@@ -63,24 +64,18 @@ def initialisation(name: str) -> Iterator[None]:
 
 
 def gain_table(weights: str, inits: list[str], rate: float) -> None:
-    from tnn.compression import compress
-    from tnn.models import get_model, load_pretrained
-
-    model = load_pretrained(get_model("resnet32"), weights)
-    dense = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d) and n != "conv1"}
+    model = load_resnet32(weights)
     print("| initialisation | format | mean error | median gain | max gain |")
     print("| --- | --- | ---: | ---: | ---: |")
     for init in inits:
         for fmt in ("tr", "rtr"):
             with initialisation(init):
-                compressed = dict(compress(model, fmt, rate, exclude=["conv1", "linear"]).named_modules())
+                pairs = compressed_layers(model, fmt, rate)
             errors, gains = [], []
-            for name, conv in dense.items():
-                layer = compressed[name]
-                w = conv.weight.detach()
-                errors.append(float((layer.to_dense().weight.detach() - w).norm() / w.norm()))
+            for conv, layer in pairs:
+                errors.append(relative_error(conv, layer))
                 norms = [float(p.detach().norm()) for n, p in layer.named_parameters() if n != "bias"]
-                gains.append(math.prod(norms) / float(w.norm()))
+                gains.append(math.prod(norms) / float(conv.weight.detach().norm()))
             print(f"| {init} | {fmt} | {statistics.mean(errors):.3f} | {statistics.median(gains):.1f} "
                   f"| {max(gains):.1f} |", flush=True)
 

@@ -22,8 +22,6 @@ from tensorly.decomposition import parafac  # noqa: E402
 F64 = torch.float64
 
 
-
-
 def _tensorly_cp_error(x: torch.Tensor, rank: int) -> float:
     xn = x.numpy()
     cp_tensor = parafac(xn, rank, init="svd", n_iter_max=100, tol=1e-8, random_state=0)

@@ -10,8 +10,6 @@ import tnn.decompositions as D
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-
-
 def _run_all(x: torch.Tensor) -> dict[str, tuple[list[torch.Tensor], float]]:
     cp = D.cp(x, 3, random_state=0, n_iter_max=30)
     tk = D.partial_tucker(x, [3, 4], modes=[0, 2])

@@ -22,8 +22,6 @@ F64 = torch.float64
 shapes = st.lists(st.integers(1, 4), min_size=2, max_size=4).map(tuple)
 
 
-
-
 def _tensor(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
 

@@ -15,12 +15,20 @@ from tensorly.decomposition import tensor_ring as tl_tensor_ring  # noqa: E402
 F64 = torch.float64
 
 
-
-
 def _random_ring(shape: tuple[int, ...], ranks: list[int], seed: int) -> list[torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     n = len(shape)
     return [torch.randn(ranks[k], shape[k], ranks[(k + 1) % n], generator=g, dtype=F64) for k in range(n)]
+
+
+def _design_matrix(cores: list[torch.Tensor], k: int) -> torch.Tensor:
+    """Brute force: the reconstruction is linear in core ``k``; its matrix, built column by column."""
+    columns = []
+    for e in torch.eye(cores[k].numel(), dtype=F64):
+        trial = list(cores)
+        trial[k] = e.reshape(cores[k].shape)
+        columns.append(tr_to_tensor(trial).reshape(-1))
+    return torch.stack(columns, 1)
 
 
 @pytest.mark.parametrize(
@@ -53,14 +61,7 @@ def test_als_update_is_the_least_squares_optimum(k: int) -> None:
     x = torch.randn(*shape, generator=torch.Generator().manual_seed(2), dtype=F64)
     cores = _random_ring(shape, ranks, seed=3)
     updated = _als_update(x, cores, k)
-    # brute force: the reconstruction is linear in core k; build its design matrix column by column
-    basis = torch.eye(updated.numel(), dtype=F64)
-    columns = []
-    for e in basis:
-        trial = list(cores)
-        trial[k] = e.reshape(updated.shape)
-        columns.append(tr_to_tensor(trial).reshape(-1))
-    design = torch.stack(columns, 1)
+    design = _design_matrix(cores, k)
     best = torch.linalg.lstsq(design, x.reshape(-1, 1)).solution.reshape(updated.shape)
     ours = list(cores)
     ours[k] = updated
@@ -78,13 +79,7 @@ def test_ridge_als_update_is_the_ridge_optimum(k: int) -> None:
     cores = _random_ring(shape, ranks, seed=13)
     reg = 0.3
     updated = _als_update(x, cores, k, reg)
-    basis = torch.eye(updated.numel(), dtype=F64)
-    columns = []
-    for e in basis:
-        trial = list(cores)
-        trial[k] = e.reshape(updated.shape)
-        columns.append(tr_to_tensor(trial).reshape(-1))
-    design = torch.stack(columns, 1)
+    design = _design_matrix(cores, k)
     # ridge normal equations; the weight is relative to the mean diagonal of design^T design
     gram = design.T @ design
     lam = reg * gram.diagonal().mean()

@@ -21,8 +21,6 @@ from tensorly.decomposition import tensor_train as tl_tensor_train  # noqa: E402
 F64 = torch.float64
 
 
-
-
 @pytest.mark.parametrize(
     ("shape", "rank"), [((6, 7, 8), (3, 4)), ((5, 6, 7, 3), (2, 5, 3)), ((4, 5, 6), (4, 6))]
 )

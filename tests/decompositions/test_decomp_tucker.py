@@ -23,8 +23,6 @@ from tensorly.decomposition import tucker as tl_tucker  # noqa: E402
 F64 = torch.float64
 
 
-
-
 def _rel(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.linalg.norm(x - y) / np.linalg.norm(x))
 

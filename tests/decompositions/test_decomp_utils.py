@@ -11,8 +11,6 @@ from tnn.decompositions._utils import leading_left_singular_vectors, make_genera
 F64 = torch.float64
 
 
-
-
 @pytest.mark.parametrize("mode", [0, 1, 2, 3])
 def test_unfold_fold_roundtrip_and_layout(mode: int) -> None:
     x = torch.randn(2, 3, 4, 5, dtype=F64)
