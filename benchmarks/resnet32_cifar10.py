@@ -40,7 +40,7 @@ class _First:
         return self.n
 
     def get_batch(self, idx):
-        from tnn.train.batches import fetch_batch
+        from tnn.data.batches import fetch_batch
 
         return fetch_batch(self.data, idx)
 

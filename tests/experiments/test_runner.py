@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from tnn.experiments import get_budget, run_experiment
-from tnn.experiments.budgets import Budget
-from tnn.experiments.data import IndexSubset, split_indices
+from tnn.data.subsets import IndexSubset, split_indices
+from tnn.experiments import run_experiment
 from tnn.experiments.runner import cell_name, load_teacher
-from tnn.experiments.sequential import TeacherTargets, train_sequential
+from tnn.recipes import Budget, get_budget
+from tnn.train import Checkpointing, TeacherCache, sequential_train
 from tnn.experiments.tables import read_csv
 
 
@@ -77,21 +77,39 @@ def test_split_of_an_image_folder_is_a_seeded_permutation() -> None:
 
 
 # ---------------------------------------------------------------- sequential training
-def test_teacher_targets_are_the_teacher_stage_outputs() -> None:
+def test_teacher_cache_holds_the_teacher_stage_outputs() -> None:
     from tnn.data import get_dataset
+    from tnn.data.batches import fetch_batch
     from tnn.train import StageForward
-    from tnn.train.batches import fetch_batch
 
     teacher = load_teacher("lenet5", None)
     data = get_dataset("synthetic", "train", model="lenet5", size=20)
-    targets = TeacherTargets(teacher, data, batch_size=7)
+    cache = TeacherCache(teacher, 20, dataset=data, batch_size=7)
     x, _ = fetch_batch(data, torch.arange(20))
     for boundary in ("conv1", "fc1"):
         want = StageForward(teacher, boundary)(x).detach()
-        got = targets(boundary)
-        assert got.dtype == torch.float16 and got.shape == want.shape
-        torch.testing.assert_close(got.float(), want, atol=2e-3, rtol=2e-3)
-    assert targets("conv1") is targets("conv1")  # computed once
+        got = cache.target(boundary)(x[:3], torch.tensor([0, 1, 2]))  # the whole dataset is filled
+        assert cache.store[boundary].dtype == torch.float16 and cache.store[boundary].shape == want.shape
+        assert bool(cache.filled[boundary].all())
+        torch.testing.assert_close(cache.store[boundary].float(), want, atol=2e-3, rtol=2e-3)
+        torch.testing.assert_close(got, want[:3], atol=2e-3, rtol=2e-3)
+    store = cache.store["conv1"]
+    cache.target("conv1")(x[:2], torch.tensor([5, 6]))
+    assert cache.store["conv1"] is store  # computed once
+
+
+def test_teacher_cache_fills_lazily_from_the_batches() -> None:
+    from tnn.data import get_dataset
+    from tnn.data.batches import fetch_batch
+    from tnn.train import StageForward
+
+    teacher = load_teacher("lenet5", None)
+    data = get_dataset("synthetic", "train", model="lenet5", size=10)
+    cache = TeacherCache(teacher, 10)
+    x, _ = fetch_batch(data, torch.tensor([2, 7]))
+    got = cache.target("fc1")(x, torch.tensor([2, 7]))
+    torch.testing.assert_close(got, StageForward(teacher, "fc1")(x).detach(), atol=2e-3, rtol=2e-3)
+    assert cache.filled["fc1"].nonzero().flatten().tolist() == [2, 7]
 
 
 def test_runner_sequential_training_matches_tnn_train() -> None:
@@ -107,7 +125,8 @@ def test_runner_sequential_training_matches_tnn_train() -> None:
     a = compress(teacher, format="tt", rate=0.2)
     b = compress(teacher, format="tt", rate=0.2)
     b.load_state_dict(a.state_dict())
-    hist_a = train_sequential(a, teacher, data, budget, targets=TeacherTargets(teacher, data))
+    hist_a = sequential_train(a, teacher, data, steps_per_stage=2, batch_size=8, lr=budget.lr,
+                              cache_teacher=TeacherCache(teacher, len(data), dataset=data))
     hist_b = sequential_train(b, teacher, data, steps_per_stage=2, batch_size=8, lr=budget.lr,
                               cache_teacher=True)
     assert [p["phase"] for p in hist_a.phases] == [p["phase"] for p in hist_b.phases]
@@ -158,18 +177,19 @@ def test_run_experiment_writes_outputs_and_is_resumable(tmp_path: Path) -> None:
 
 def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     from tnn.compression import compress
-    from tnn.experiments.data import load_data
+    from tnn.recipes import load_run_data
 
     out = tmp_path / "table"
     budget = _tiny(steps_per_stage=2)
     teacher = load_teacher("lenet5", None)
-    data = load_data("lenet5", "synthetic", budget)
+    data = load_run_data("lenet5", "synthetic", budget)
     cell = out / "cells" / cell_name("tt", 0.2)
     cell.mkdir(parents=True)
     torch.manual_seed(0)
     student = compress(teacher, format="tt", rate=0.2, input_shape=(1, 28, 28))
-    train_sequential(student, teacher, data.train, budget, checkpoint=cell / "checkpoint-sequential.pt",
-                     max_steps=3)  # "interrupted" after 3 of 8 steps
+    sequential_train(student, teacher, data.train, steps_per_stage=2, batch_size=budget.batch_size,
+                     lr=budget.lr, cache_teacher=True, max_steps=3,  # "interrupted" after 3 of 8 steps
+                     checkpoint=Checkpointing(cell / "checkpoint-sequential.pt", every=budget.checkpoint_every))
     assert (cell / "checkpoint-sequential.pt").exists()
     rows = run_experiment("lenet5", "synthetic", ["tt"], [0.2], budget, out, log=lambda _s: None)
     row = rows[1]

@@ -21,7 +21,7 @@ import tnn
 from tnn.io import load_checkpoint, save_checkpoint
 from tnn.io import preflight as preflight_module
 from tnn.io.preflight import OutputDirError, check_output_dir
-from tnn.train import Phase, finetune, run_phases
+from tnn.train import Checkpointing, Phase, finetune, run_phases
 from tnn.train.loop import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,7 +33,7 @@ CHILD = textwrap.dedent(
     from torch import nn
     from torch.utils.data import TensorDataset
     from tnn.nn import TensorialConv2d, TensorialLinear
-    from tnn.train import finetune
+    from tnn.train import Checkpointing, finetune
 
     ckpt, final, sleep = sys.argv[1], sys.argv[2], float(sys.argv[3])
     torch.set_num_threads(1)
@@ -52,7 +52,7 @@ CHILD = textwrap.dedent(
     g = torch.Generator().manual_seed(1)
     data = TensorDataset(torch.randn(40, 3, 6, 6, generator=g), torch.randint(0, 4, (40,), generator=g))
     finetune(model, data, steps=STEPS, batch_size=8, optimizer="sgd", lr=0.05, seed=3,
-             checkpoint=ckpt, checkpoint_every=2, resume=True, metadata={"model": "tiny", "format": "rtt"})
+             checkpoint=Checkpointing(ckpt, every=2, resume=True, metadata={"model": "tiny", "format": "rtt"}))
     torch.save(model.state_dict(), final)
     """
 )
@@ -139,7 +139,7 @@ def test_nan_loss_stops_with_message_and_keeps_last_good_checkpoint(tmp_path):
     phase = Phase("finetune", model, loss, list(model.parameters()), steps=20,
                   make_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.1))
     with pytest.raises(NonFiniteLossError, match=r"non-finite loss nan .*step 5.*last good checkpoint"):
-        run_phases(model, [phase], data, batch_size=4, checkpoint=ckpt, checkpoint_every=2)
+        run_phases(model, [phase], data, batch_size=4, checkpoint=Checkpointing(ckpt, every=2))
     saved = load_checkpoint(ckpt)
     assert saved["position"]["global_step"] == 4
     assert all(torch.isfinite(t).all() for t in saved["model"].values())
@@ -154,7 +154,7 @@ def test_parameters_turning_inf_are_never_checkpointed(tmp_path):
                   list(model.parameters()), steps=10,
                   make_optimizer=lambda ps: torch.optim.SGD(ps, lr=float("inf")))
     with pytest.raises(NonFiniteLossError):
-        run_phases(model, [phase], data, batch_size=4, checkpoint=ckpt, checkpoint_every=1)
+        run_phases(model, [phase], data, batch_size=4, checkpoint=Checkpointing(ckpt, every=1))
     assert not ckpt.exists()
 
 
@@ -162,17 +162,17 @@ def test_finetune_with_exploding_lr_raises_clear_error(tmp_path):
     model, data = _tiny()
     with pytest.raises(NonFiniteLossError, match="NaN|nan|inf"):
         finetune(model, data, steps=30, batch_size=4, optimizer="sgd", lr=1e38, momentum=0.0,
-                 weight_decay=0.0, checkpoint=tmp_path / "c.pt", checkpoint_every=5)
+                 weight_decay=0.0, checkpoint=Checkpointing(tmp_path / "c.pt", every=5))
 
 
 # ------------------------------------------------------------------ output directories
 def test_missing_or_file_output_dir_fails_before_training(tmp_path):
     model, data = _tiny()
     with pytest.raises(OutputDirError, match="does not exist"):
-        finetune(model, data, steps=3, batch_size=4, checkpoint=tmp_path / "no" / "c.pt")
+        finetune(model, data, steps=3, batch_size=4, checkpoint=Checkpointing(tmp_path / "no" / "c.pt"))
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputDirError, match="not a directory"):
-        finetune(model, data, steps=3, batch_size=4, checkpoint=tmp_path / "file" / "c.pt")
+        finetune(model, data, steps=3, batch_size=4, checkpoint=Checkpointing(tmp_path / "file" / "c.pt"))
 
 
 def test_unwritable_output_dir_fails_before_training(tmp_path, monkeypatch):
@@ -183,7 +183,7 @@ def test_unwritable_output_dir_fails_before_training(tmp_path, monkeypatch):
         ro.mkdir()
         ro.chmod(0o500)
         with pytest.raises(OutputDirError, match="not writable"):
-            finetune(model, data, steps=3, batch_size=4, checkpoint=ro / "c.pt")
+            finetune(model, data, steps=3, batch_size=4, checkpoint=Checkpointing(ro / "c.pt"))
     ro_fs = OSError(errno.EROFS, "Read-only file system")
 
     def refuse(*args, **kwargs):
@@ -191,7 +191,7 @@ def test_unwritable_output_dir_fails_before_training(tmp_path, monkeypatch):
 
     monkeypatch.setattr(preflight_module.tempfile, "mkstemp", refuse)
     with pytest.raises(OutputDirError, match="not writable .*Read-only file system") as info:
-        finetune(model, data, steps=3, batch_size=4, checkpoint=tmp_path / "c.pt")
+        finetune(model, data, steps=3, batch_size=4, checkpoint=Checkpointing(tmp_path / "c.pt"))
     assert isinstance(info.value, ValueError) and info.value.errno == errno.EROFS
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
 
@@ -202,7 +202,7 @@ def test_full_disk_fails_before_training(tmp_path, monkeypatch):
     monkeypatch.setattr(preflight_module.shutil, "disk_usage",
                         lambda path: usage._replace(free=1000))
     with pytest.raises(OutputDirError, match=r"not enough disk space .* MiB free, about .* MiB needed"):
-        finetune(model, data, steps=3, batch_size=4, checkpoint=tmp_path / "c.pt")
+        finetune(model, data, steps=3, batch_size=4, checkpoint=Checkpointing(tmp_path / "c.pt"))
     assert not (tmp_path / "c.pt").exists()
     assert check_output_dir(tmp_path, 0) == tmp_path  # no requirement: passes
 

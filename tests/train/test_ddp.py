@@ -12,7 +12,7 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from tnn.train import distributed as D
-from tnn.train import finetune, sequential_train
+from tnn.train import Checkpointing, finetune, sequential_train
 
 
 def _data() -> TensorDataset:
@@ -29,15 +29,15 @@ def _train(kind: str, batch: int, ckpt: str | None) -> nn.Module:
     data = TensorDataset(*(t.double() if t.is_floating_point() else t for t in _data().tensors))
     model = _model()
     if kind == "finetune":
-        finetune(model, data, steps=6, batch_size=batch, optimizer="adam", lr=1e-2, checkpoint=ckpt,
-                 checkpoint_every=2)
+        finetune(model, data, steps=6, batch_size=batch, optimizer="adam", lr=1e-2,
+                 checkpoint=Checkpointing(ckpt, every=2) if ckpt else None)
     else:
         teacher = _model()
         with torch.no_grad():
             for p in model.parameters():
                 p.mul_(0.5)
         sequential_train(model, teacher, data, ["1", "3"], steps_per_stage=3, batch_size=batch, lr=1e-2,
-                         checkpoint=ckpt, checkpoint_every=2)
+                         checkpoint=Checkpointing(ckpt, every=2) if ckpt else None)
     return model
 
 

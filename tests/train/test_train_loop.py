@@ -11,7 +11,15 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from tnn.io import CheckpointError, load_checkpoint
-from tnn.train import OUTPUT, StageForward, evaluate, finetune, sequential_train, split_parameters
+from tnn.train import (
+    OUTPUT,
+    Checkpointing,
+    StageForward,
+    evaluate,
+    finetune,
+    sequential_train,
+    split_parameters,
+)
 from tnn.train.batches import batch_indices, batches_per_epoch, epoch_permutation, rank_indices
 
 
@@ -136,17 +144,17 @@ def test_resume_equals_uninterrupted_run(tmp_path) -> None:
     data = _data()
     full = copy.deepcopy(student)
     h_full = sequential_train(full, teacher, data, ["bn1", "block"], steps_per_stage=7, batch_size=16,
-                              checkpoint=tmp_path / "full.pt", checkpoint_every=3)
+                              checkpoint=Checkpointing(tmp_path / "full.pt", every=3))
     ck = tmp_path / "run.pt"
     part = copy.deepcopy(student)
     sequential_train(part, teacher, data, ["bn1", "block"], steps_per_stage=7, batch_size=16,
-                     checkpoint=ck, checkpoint_every=3, max_steps=12)
+                     checkpoint=Checkpointing(ck, every=3), max_steps=12)
     meta = load_checkpoint(ck)["metadata"]
     assert meta["step"] == 10  # last checkpoint: 7 steps of stage 1 + 3 of stage 2
     assert meta["tnn_version"] and meta["kind"] == "sequential"
     resumed = copy.deepcopy(student)  # fresh process: starts from the same initial model
     h_res = sequential_train(resumed, teacher, data, ["bn1", "block"], steps_per_stage=7, batch_size=16,
-                             checkpoint=ck, checkpoint_every=3, resume=True)
+                             checkpoint=Checkpointing(ck, every=3, resume=True))
     for (k, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), k
     assert [r["loss"] for r in h_full.steps] == [r["loss"] for r in h_res.steps]
@@ -164,12 +172,12 @@ def test_finetune_resume_with_augmentation_rng(tmp_path) -> None:
     a = make()
     finetune(a, data, steps=9, batch_size=8, lr=0.05)
     b = make()
-    finetune(b, data, steps=9, batch_size=8, lr=0.05, checkpoint=tmp_path / "c.pt", checkpoint_every=4,
+    finetune(b, data, steps=9, batch_size=8, lr=0.05, checkpoint=Checkpointing(tmp_path / "c.pt", every=4),
              max_steps=5)
     torch.manual_seed(123)  # a new process has other RNG state: resume must restore it
     c = make()
-    finetune(c, data, steps=9, batch_size=8, lr=0.05, checkpoint=tmp_path / "c.pt", checkpoint_every=4,
-             resume=True)
+    finetune(c, data, steps=9, batch_size=8, lr=0.05,
+             checkpoint=Checkpointing(tmp_path / "c.pt", every=4, resume=True))
     for p, q in zip(a.parameters(), c.parameters(), strict=True):
         assert torch.equal(p, q)
 
@@ -207,12 +215,13 @@ def test_budget_and_stage_errors() -> None:
 def test_resume_rejects_foreign_checkpoint(tmp_path) -> None:
     teacher, student = _teacher_student()
     ck = tmp_path / "x.pt"
-    sequential_train(student, teacher, _data(), ["block"], steps_per_stage=2, batch_size=16, checkpoint=ck)
+    sequential_train(student, teacher, _data(), ["block"], steps_per_stage=2, batch_size=16,
+                     checkpoint=Checkpointing(ck))
     with pytest.raises(CheckpointError, match="phases"):
         sequential_train(student, teacher, _data(), ["bn1", "block"], steps_per_stage=2, batch_size=16,
-                         checkpoint=ck, resume=True)
+                         checkpoint=Checkpointing(ck, resume=True))
     ck.write_bytes(ck.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="truncated or corrupted"):
         sequential_train(student, teacher, _data(), ["block"], steps_per_stage=2, batch_size=16,
-                         checkpoint=ck, resume=True)
+                         checkpoint=Checkpointing(ck, resume=True))
     assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []

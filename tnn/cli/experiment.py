@@ -20,7 +20,7 @@ OVERRIDES = {
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from tnn.experiments.budgets import BUDGETS
+    from tnn.recipes import BUDGETS
 
     p = common.command_parser(
         subparsers,
@@ -89,7 +89,8 @@ def _formats(values: list[str]) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from tnn.experiments import get_budget, run_convergence, run_experiment
+    from tnn.experiments import run_convergence, run_experiment
+    from tnn.recipes import get_budget
 
     out = common.Printer(args)
     formats = _formats(list(args.formats))

@@ -90,7 +90,7 @@ class _Subset:
         return self.n
 
     def get_batch(self, idx: Any) -> Any:
-        from tnn.train.batches import fetch_batch
+        from tnn.data.batches import fetch_batch
 
         return fetch_batch(self.data, idx)
 

@@ -15,6 +15,7 @@ from tnn.data.mnist import MNIST_MIRRORS, download_mnist, find_mnist_dir, load_m
 from tnn.data.normalization import DEFAULT_MODEL, normalization
 from tnn.data.synthetic import make_synthetic
 from tnn.data.tensor_dataset import ImageTensorDataset
+from tnn.models import model_info
 
 #: Names accepted by :func:`get_dataset`.
 DATASETS: tuple[str, ...] = ("mnist", "cifar10", "imagenet", "digits", "synthetic")
@@ -23,7 +24,6 @@ DATA_DIR_ENV = "TNN_DATA_DIR"
 _SPLITS = {"train": "train", "test": "test", "val": "test"}
 #: Augmentation per dataset: (random-crop padding, horizontal flip).
 _AUGMENT = {"mnist": (2, False), "digits": (2, False), "cifar10": (4, True), "synthetic": (4, True)}
-_SYNTHETIC_SHAPE = {"lenet5": (1, 28, 28)}
 
 
 def _data_root(data_dir: str | os.PathLike[str] | None) -> Path:
@@ -67,7 +67,7 @@ def get_dataset(
           (keywords ``image_size``, ``resize``);
         - ``"digits"``: scikit-learn's digits upsampled to ``(1, 28, 28)``, 1437 train / 360 test (offline);
         - ``"synthetic"``: random class templates plus noise (keywords ``size``, ``image_shape``,
-          ``num_classes``, ``seed``); ``(1, 28, 28)`` for lenet5, else ``(3, 32, 32)``.
+          ``num_classes``, ``seed``) in the input shape of ``model`` (:func:`tnn.models.model_info`).
     split : {"train", "test"}
         ``"val"`` is accepted as a synonym of ``"test"``.
     data_dir : path, optional
@@ -119,7 +119,7 @@ def get_dataset(
     elif name == "digits":
         images, labels = load_digits(split)
     else:
-        kw.setdefault("image_shape", _SYNTHETIC_SHAPE.get(model, (3, 32, 32)))
+        kw.setdefault("image_shape", model_info(model).input_shape)
         images, labels = make_synthetic(split, **kw)  # type: ignore[arg-type]
         kw = {}
     if kw:

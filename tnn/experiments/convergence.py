@@ -18,25 +18,24 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import io
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tnn.experiments.budgets import Budget
-from tnn.experiments.data import load_data
-from tnn.experiments.runner import _accuracy, _check_config, input_shape, load_teacher
-from tnn.experiments.sequential import TeacherTargets, sequential_phases
-from tnn.train import Phase
-from tnn.train.batches import batch_indices, fetch_batch
-from tnn.train.loop import adam
+from tnn.compression import compress
+from tnn.experiments import plots
+from tnn.experiments.runner import _check_config, _check_lists, input_shape, load_teacher
+from tnn.formats import FORMATS
+from tnn.io import atomic_write_text
+from tnn.recipes import Budget, RecipeResult, RunData, compress_and_train, load_run_data
+from tnn.train import EvaluateEvery, TeacherCache, evaluate, sequential_phases
 
 METHODS: tuple[str, ...] = ("sequential", "end-to-end")
 
@@ -70,54 +69,29 @@ def steps_to_within(steps: Sequence[int], accuracy: Sequence[float], tol: float 
     return {"first": int(first), "stays": int(stays), "final": final}
 
 
-def _train_curve(student: nn.Module, phases: Sequence[Phase], dataset: Any, test: Any, budget: Budget, *,
-                 seed: int, device: torch.device, log: Callable[[str], None], label: str) -> dict[str, Any]:
-    """Run ``phases`` in order, evaluating every ``budget.conv_eval_every`` steps."""
-    n = len(dataset)
-    steps, wall, acc = [0], [0.0], [_accuracy(student, test, budget.conv_eval_limit, device)]
-    stage_ends = []
-    losses: list[float] = []
-    train_s, global_step = 0.0, 0
-    for pi, phase in enumerate(phases):
-        trainable = {id(p) for p in phase.params}
-        flags = [(p, p.requires_grad) for p in student.parameters()]
-        for p in student.parameters():
-            p.requires_grad_(id(p) in trainable)
-        optimizer = phase.make_optimizer(list(phase.params))
-        try:
-            for step in range(phase.steps):
-                t0 = time.perf_counter()
-                phase.module.train(phase.train_mode)
-                idx = batch_indices(n, budget.batch_size, seed, pi, step)
-                x, y = fetch_batch(dataset, idx)
-                x, y = x.to(device), y.to(device)
-                loss = phase.loss(phase.module(x), x, y, idx)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                train_s += time.perf_counter() - t0
-                global_step += 1
-                losses.append(float(loss.detach()))
-                last = pi == len(phases) - 1 and step == phase.steps - 1
-                if global_step % budget.conv_eval_every == 0 or last:
-                    steps.append(global_step)
-                    wall.append(round(train_s, 3))
-                    acc.append(_accuracy(student, test, budget.conv_eval_limit, device))
-        finally:
-            for p, flag in flags:
-                p.requires_grad_(flag)
-        stage_ends.append(global_step)
-        log(f"  {label}: {phase.name} done at step {global_step}, {train_s:.0f} s, "
-            f"test accuracy {acc[-1] if steps[-1] == global_step else float('nan'):.4f}")
-    return {"steps": steps, "wall_s": wall, "accuracy": acc, "stage_ends": stage_ends, "losses": losses}
+def _curve(result: RecipeResult, points: list[dict[str, float]]) -> dict[str, Any]:
+    """A curve's JSON: evaluation points, stage ends and step losses."""
+    hist = result.history()
+    ends, total = [], 0
+    for phase in hist.phases:
+        total += int(phase["steps"])
+        ends.append(total)
+    return {"steps": [int(p["step"]) for p in points], "wall_s": [p["train_s"] for p in points],
+            "accuracy": [p["value"] for p in points], "stage_ends": ends, "losses": hist.losses()}
 
 
-def _end_to_end_phase(student: nn.Module, budget: Budget) -> Phase:
-    def loss(out: torch.Tensor, _x: torch.Tensor, y: torch.Tensor, _idx: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(out, y)
+def method_budget(budget: Budget, method: str, n_stages: int) -> Budget:
+    """The budget of one method with ``budget.conv_steps`` optimisation steps in all.
 
-    return Phase(name="end-to-end", module=student, loss=loss, params=list(student.parameters()),
-                 steps=budget.conv_steps, make_optimizer=adam(budget.lr), train_mode=True)
+    ``sequential``: split equally over the ``n_stages`` stages, no fine-tuning; ``end-to-end``: no
+    sequential training, cross-entropy fine-tuning of all parameters at the sequential learning rate
+    (batch norm in training mode).
+    """
+    if method == "sequential":
+        return budget.replace(steps_per_stage=max(1, budget.conv_steps // n_stages), finetune_steps=0)
+    return dataclasses.replace(budget, name=budget.name + "+", steps_per_stage=0, epochs_per_stage=None,
+                               finetune_steps=budget.conv_steps, finetune_epochs=None, finetune_lr=budget.lr,
+                               finetune_freeze_bn=False, distill=False)
 
 
 def run_convergence(
@@ -144,9 +118,6 @@ def run_convergence(
         One summary per curve: ``format``, ``method``, ``final_accuracy``, ``steps_within_1pt`` (first),
         ``steps_within_1pt_stays``, ``wall_within_1pt_s``, ``total_steps``, ``total_wall_s``.
     """
-    from tnn.compression import compress
-    from tnn.experiments.runner import _check_lists
-
     formats, _ = _check_lists(formats, [rate])
     bad = [m for m in methods if m not in METHODS]
     if bad:
@@ -157,9 +128,14 @@ def run_convergence(
                         "weights_name": Path(weights).name if weights is not None else None,
                         "exclude": sorted(exclude) if exclude else None, "study": "convergence"})
     (out / "curves").mkdir(exist_ok=True)
-    data = load_data(model, dataset, budget, data_dir, seed=seed)
+    data = load_run_data(model, dataset, budget, data_dir, seed=seed)
     teacher = load_teacher(model, weights)
-    targets = TeacherTargets(teacher, data.train, device=device) if budget.cache_teacher else None
+    cache = TeacherCache(teacher, len(data.train), dataset=data.train) if budget.cache_teacher else None
+    train_only = RunData(train=data.train)
+
+    def accuracy(student: nn.Module) -> float:
+        return float(evaluate(student, data.test, limit=budget.conv_eval_limit, device=device)["accuracy"])
+
     for fmt in formats:
         todo = [m for m in methods if not (out / "curves" / f"{fmt}-{m}.json").exists()]
         if not todo:
@@ -168,23 +144,21 @@ def run_convergence(
         torch.manual_seed(seed)
         init = compress(teacher, format=fmt, rate=rate, exclude=list(exclude) if exclude else None,
                         input_shape=input_shape(model, budget)).to(device)
+        n_stages = len(sequential_phases(copy.deepcopy(init), teacher, data.train, steps=1, lr=budget.lr,
+                                         device=device))
         for method in todo:
-            student = copy.deepcopy(init)
-            if method == "sequential":
-                one = budget.replace(steps_per_stage=1)
-                n_stages = len(sequential_phases(student, teacher, data.train, one, targets, device))
-                per_stage = budget.replace(steps_per_stage=max(1, budget.conv_steps // n_stages))
-                phases = sequential_phases(student, teacher, data.train, per_stage, targets, device)
-            else:
-                phases = [_end_to_end_phase(student, budget)]
-            log(f"[convergence] {fmt} {method}: {sum(p.steps for p in phases)} steps")
-            curve = _train_curve(student, phases, data.train, data.test, budget, seed=seed, device=device,
-                                 log=log, label=f"{fmt} {method}")
+            run_budget = method_budget(budget, method, n_stages)
+            evaluate_every = EvaluateEvery(budget.conv_eval_every, accuracy)
+            log(f"[convergence] {fmt} {method}: {budget.conv_steps} steps")
+            result = compress_and_train(
+                teacher, train_only, fmt, rate, run_budget, model_name=model, student=copy.deepcopy(init),
+                cache=cache, callbacks=[evaluate_every], seed=seed, device=device,
+                log=lambda line, _label=f"{fmt} {method}": log(f"  {_label}: {line}"),
+            )
+            curve = _curve(result, evaluate_every.points)
             curve.update(format=fmt, method=method, rate=rate,
                          achieved_rate=init.tnn_report.achieved_rate, budget=budget.name,
                          eval_limit=budget.conv_eval_limit, n_train=len(data.train))
-            from tnn.io import atomic_write_text
-
             atomic_write_text(out / "curves" / f"{fmt}-{method}.json", json.dumps(curve) + "\n")
             write_convergence_outputs(out, title=f"{model}: sequential vs end-to-end, rate {rate:g}")
     return write_convergence_outputs(out, title=f"{model}: sequential vs end-to-end, rate {rate:g}")
@@ -192,10 +166,6 @@ def run_convergence(
 
 def write_convergence_outputs(out: Path, title: str = "") -> list[dict[str, Any]]:
     """Rewrite ``convergence.csv``, ``convergence.md`` and ``convergence.png`` from the finished curves."""
-    from tnn.experiments import plots
-    from tnn.formats import FORMATS
-    from tnn.io import atomic_write_text
-
     curves = [json.loads(p.read_text()) for p in sorted((out / "curves").glob("*.json"))]
     order = {f: i for i, f in enumerate(FORMATS)}
     curves.sort(key=lambda c: (order.get(c["format"], 99), METHODS.index(c["method"])))

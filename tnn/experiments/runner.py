@@ -27,21 +27,28 @@ from typing import Any
 import torch
 from torch import nn
 
-from tnn.experiments.budgets import Budget
-from tnn.experiments.data import ExperimentData, load_data
-from tnn.experiments.sequential import TeacherTargets, train_sequential
+from tnn.compression import n_params
+from tnn.experiments import plots, tables
+from tnn.formats import FORMATS
+from tnn.io import atomic_write_text
+from tnn.models import get_model, load_pretrained, model_info
+from tnn.recipes import (
+    CHECKPOINT_FINETUNE,
+    CHECKPOINT_SEQUENTIAL,
+    Budget,
+    RunData,
+    compress_and_train,
+    load_run_data,
+)
+from tnn.train import TeacherCache, evaluate
 
-#: Per-sample input shapes of the models (FLOPs in the compression report).
-_INPUT_SHAPE = {"lenet5": (1, 28, 28)}
 
-
-def input_shape(model: str, budget: Budget) -> tuple[int, int, int]:
-    if model in _INPUT_SHAPE:
-        return _INPUT_SHAPE[model]
-    if model == "resnet50":
-        size = budget.image_size or 224
-        return (3, size, size)
-    return (3, 32, 32)
+def input_shape(model: str, budget: Budget) -> tuple[int, ...]:
+    """Per-sample input shape of ``model`` under ``budget`` (image-folder budgets set the crop size)."""
+    shape = model_info(model).input_shape
+    if budget.image_size is not None and model_info(model).dataset == "imagenet":
+        return (shape[0], budget.image_size, budget.image_size)
+    return shape
 
 
 def cell_name(fmt: str, rate: float) -> str:
@@ -50,14 +57,10 @@ def cell_name(fmt: str, rate: float) -> str:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    from tnn.io import atomic_write_text
-
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _accuracy(model: nn.Module, dataset: Any, limit: int | None, device: torch.device) -> float | None:
-    from tnn.train import evaluate
-
     if len(dataset) == 0:
         return None
     return float(evaluate(model, dataset, limit=limit, device=device)["accuracy"])
@@ -66,8 +69,6 @@ def _accuracy(model: nn.Module, dataset: Any, limit: int | None, device: torch.d
 def load_teacher(model: str, weights: str | os.PathLike[str] | None, num_classes: int | None = None
                  ) -> nn.Module:
     """``get_model(model)`` with ``weights`` loaded (random initialisation without weights)."""
-    from tnn.models import get_model, load_pretrained
-
     teacher = get_model(model) if num_classes is None else get_model(model, num_classes=num_classes)
     if weights is not None:
         path = Path(weights)
@@ -84,14 +85,17 @@ TABLE_NEUTRAL_FIELDS = ("conv_steps", "conv_eval_every", "conv_eval_limit", "che
 
 def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = ()) -> None:
     """Refuse to continue ``out`` when it holds a run of another model, dataset, budget, seed, weights or
-    exclusion list (the budget's ``neutral`` fields may differ)."""
+    exclusion list (the budget's ``neutral`` fields may differ, and fields added to :class:`Budget`
+    after the folder was written count as their defaults)."""
     path = out / "config.json"
     if path.exists():
         old = json.loads(path.read_text())
+        defaults = Budget("defaults", steps_per_stage=1).to_dict()
         for key in ("model", "dataset", "budget", "seed", "weights_name", "exclude"):
             before, now = old.get(key), config.get(key)
             if key == "budget" and isinstance(before, dict) and isinstance(now, dict):
-                before = {k: v for k, v in before.items() if k not in neutral}
+                before = {k: v for k, v in {**{k: defaults[k] for k in now if k not in before}, **before}.items()
+                          if k not in neutral}
                 now = {k: v for k, v in now.items() if k not in neutral}
             if before != now:
                 raise ValueError(
@@ -104,8 +108,6 @@ def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = 
 
 
 def _check_lists(formats: Sequence[str], rates: Sequence[float]) -> tuple[list[str], list[float]]:
-    from tnn.formats import FORMATS
-
     formats = list(formats)
     bad = [f for f in formats if f not in FORMATS]
     if bad or not formats:
@@ -117,11 +119,9 @@ def _check_lists(formats: Sequence[str], rates: Sequence[float]) -> tuple[list[s
     return formats, rates
 
 
-def run_baseline(out: Path, model: str, dataset: str, teacher: nn.Module, data: ExperimentData,
+def run_baseline(out: Path, model: str, dataset: str, teacher: nn.Module, data: RunData,
                  budget: Budget, device: torch.device) -> dict[str, Any]:
     """The uncompressed row (computed once, then read from ``out/baseline.json``)."""
-    from tnn.compression import n_params
-
     path = out / "baseline.json"
     if path.exists():
         return dict(json.loads(path.read_text()))
@@ -142,66 +142,30 @@ def run_baseline(out: Path, model: str, dataset: str, teacher: nn.Module, data: 
 
 
 def run_cell(cell_dir: Path, model: str, dataset: str, fmt: str, rate: float, teacher: nn.Module,
-             data: ExperimentData, budget: Budget, targets: TeacherTargets | None, *, seed: int = 0,
+             data: RunData, budget: Budget, cache: TeacherCache | None, *, seed: int = 0,
              exclude: Sequence[str] | None = None, device: torch.device,
              progress: bool = False) -> dict[str, Any]:
-    """Compress, train sequentially, optionally fine-tune and evaluate one cell; returns its row."""
-    from tnn.compression import compress
-    from tnn.train import finetune
-
+    """Compress, train and evaluate one cell with :func:`tnn.recipes.compress_and_train`; its row."""
     cell_dir.mkdir(parents=True, exist_ok=True)
-    resumed = (cell_dir / "checkpoint-sequential.pt").exists()
+    resumed = (cell_dir / CHECKPOINT_SEQUENTIAL).exists()
     t_cell = time.perf_counter()
-    torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    student = compress(teacher, format=fmt, rate=rate, exclude=list(exclude) if exclude else None,
-                       input_shape=input_shape(model, budget))
-    wall_compress = time.perf_counter() - t0
-    report = student.tnn_report
-    acc_init_val = _accuracy(student, data.val, budget.val_limit, device)
-    meta = {"model": model, "format": fmt, "rate": rate, "plan": report.to_dict()}
-    t_targets = targets.wall_s if targets is not None else 0.0
-    hist = train_sequential(student, teacher, data.train, budget, targets=targets, seed=seed, device=device,
-                            checkpoint=cell_dir / "checkpoint-sequential.pt", metadata=meta,
-                            progress=progress)
-    wall_targets = (targets.wall_s - t_targets) if targets is not None else 0.0
-    wall_seq = float(hist.steps[-1]["time"]) if hist.steps else 0.0
+    result = compress_and_train(
+        teacher, data, fmt, rate, budget, model_name=model, exclude=list(exclude) if exclude else None,
+        input_shape=input_shape(model, budget), cache=cache, checkpoint_dir=cell_dir, resume=True, seed=seed,
+        device=device, progress=progress,
+    )
+    report = result.report
+    fig = result.figures
     row: dict[str, Any] = {
         "model": model, "dataset": dataset, "budget": budget.name, "format": fmt, "rate": rate,
         "status": "ok", "achieved_rate": report.achieved_rate, "model_rate": report.model_rate,
         "params_before": report.params_before, "params_after": report.params_after,
         "model_params": report.model_params_after, "layers_compressed": len(report.compressed),
-        "layers_dense": len(report.dense), "acc_init_val": acc_init_val,
-        "steps_seq": len(hist.steps), "stages": len(hist.phases),
-        "final_stage_loss": hist.phases[-1]["final_loss"] if hist.phases else None,
+        "layers_dense": len(report.dense), "acc_ft_val": None, "acc_ft_test": None, **fig,
     }
-    t0 = time.perf_counter()
-    row["acc_seq_val"] = _accuracy(student, data.val, budget.val_limit, device)
-    row["acc_seq_test"] = _accuracy(student, data.test, budget.eval_limit, device)
-    wall_eval = time.perf_counter() - t0
-    wall_ft = 0.0
-    row["acc_ft_val"] = row["acc_ft_test"] = None
-    row["steps_ft"] = 0
-    if budget.finetune_steps:
-        hist_ft = finetune(student, data.train, steps=budget.finetune_steps, batch_size=budget.batch_size,
-                           optimizer="adam", lr=budget.finetune_lr, freeze_bn=budget.finetune_freeze_bn,
-                           seed=seed, device=device, checkpoint=cell_dir / "checkpoint-finetune.pt",
-                           checkpoint_every=budget.checkpoint_every, resume=True, metadata=meta,
-                           progress=progress)
-        wall_ft = float(hist_ft.steps[-1]["time"]) if hist_ft.steps else 0.0
-        row["steps_ft"] = len(hist_ft.steps)
-        t0 = time.perf_counter()
-        row["acc_ft_val"] = _accuracy(student, data.val, budget.val_limit, device)
-        row["acc_ft_test"] = _accuracy(student, data.test, budget.eval_limit, device)
-        wall_eval += time.perf_counter() - t0
-    row["acc_final_test"] = row["acc_ft_test"] if budget.finetune_steps else row["acc_seq_test"]
-    row.update(
-        wall_compress_s=round(wall_compress, 2), wall_teacher_s=round(wall_targets, 2),
-        wall_seq_s=round(wall_seq, 2), wall_ft_s=round(wall_ft, 2), wall_eval_s=round(wall_eval, 2),
-        wall_s=round(time.perf_counter() - t_cell, 2), resumed=resumed, seed=seed, **data.sizes(),
-    )
+    row.update(wall_s=round(time.perf_counter() - t_cell, 2), resumed=resumed, seed=seed, **data.sizes())
     _write_json(cell_dir / "result.json", row)
-    for name in ("checkpoint-sequential.pt", "checkpoint-finetune.pt"):
+    for name in (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE):
         (cell_dir / name).unlink(missing_ok=True)
     (cell_dir / "error.txt").unlink(missing_ok=True)
     return row
@@ -229,12 +193,8 @@ def collect_rows(out: Path, formats: Sequence[str] | None = None, rates: Sequenc
 
 def write_outputs(out: Path, title: str = "", budget_line: str = "") -> list[dict[str, Any]]:
     """Rewrite ``results.csv``, ``results.md`` and ``accuracy_vs_rate.png`` from the finished cells."""
-    from tnn.experiments import plots, tables
-
     rows = collect_rows(out)
     tables.write_csv(out / "results.csv", rows)
-    from tnn.io import atomic_write_text
-
     text = tables.markdown(rows, title=title, budget_line=budget_line)
     atomic_write_text(out / "results.md", text)
     if any(r.get("format") != "baseline" and r.get("status") == "ok" for r in rows):
@@ -300,12 +260,13 @@ def run_experiment(
     }
     _check_config(out, config, neutral=TABLE_NEUTRAL_FIELDS)
     title = f"{model} on {dataset}"
-    data = load_data(model, dataset, budget, data_dir, seed=seed)
+    data = load_run_data(model, dataset, budget, data_dir, seed=seed)
     teacher = load_teacher(model, weights)
     baseline = run_baseline(out, model, dataset, teacher, data, budget, device)
     log(f"[{title}] baseline: test accuracy {baseline['acc_seq_test']:.4f} "
         f"({data.sizes()}); budget {budget.describe()}")
-    targets = TeacherTargets(teacher, data.train, device=device) if budget.cache_teacher else None
+    # the teacher's stage outputs on the training subset, computed once and shared by every cell
+    cache = TeacherCache(teacher, len(data.train), dataset=data.train) if budget.cache_teacher else None
     computed = 0
     for rate in rates:
         for fmt in formats:
@@ -319,13 +280,11 @@ def run_experiment(
             log(f"[{title}] {cell_name(fmt, rate)}: running")
             cell_dir.mkdir(parents=True, exist_ok=True)
             try:
-                row = run_cell(cell_dir, model, dataset, fmt, rate, teacher, data, budget, targets, seed=seed,
+                row = run_cell(cell_dir, model, dataset, fmt, rate, teacher, data, budget, cache, seed=seed,
                                exclude=exclude, device=device, progress=progress)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # one failing cell must not stop the table
-                from tnn.io import atomic_write_text
-
                 atomic_write_text(cell_dir / "error.txt", traceback.format_exc())
                 _write_json(cell_dir / "error.json", {
                     "model": model, "dataset": dataset, "budget": budget.name, "format": fmt, "rate": rate,

@@ -13,20 +13,25 @@ from __future__ import annotations
 from tnn.train.evaluate import evaluate
 from tnn.train.finetune import distillation_loss, finetune
 from tnn.train.history import History
-from tnn.train.loop import Phase, run_phases
-from tnn.train.sequential import TeacherCache, sequential_train
+from tnn.train.loop import Callback, Checkpointing, EvaluateEvery, Phase, StepEvent, run_phases
+from tnn.train.sequential import TeacherCache, sequential_phases, sequential_train
 from tnn.train.stages import OUTPUT, StageForward, split_parameters
 
 __all__ = [
     "OUTPUT",
+    "Callback",
+    "Checkpointing",
+    "EvaluateEvery",
     "History",
     "Phase",
+    "StepEvent",
     "StageForward",
     "TeacherCache",
     "distillation_loss",
     "evaluate",
     "finetune",
     "run_phases",
+    "sequential_phases",
     "sequential_train",
     "split_parameters",
 ]

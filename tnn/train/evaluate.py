@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tnn.train.batches import fetch_batch
+from tnn.data.batches import fetch_batch
 
 
 def evaluate(

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -11,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tnn.train.history import History
-from tnn.train.loop import Phase, adam, run_phases, sgd, steps_for
+from tnn.train.loop import Callback, Checkpointing, Phase, adam, run_phases, sgd, steps_for
 
 
 def distillation_loss(
@@ -39,14 +38,12 @@ def finetune(
     momentum: float = 0.9,
     weight_decay: float = 5e-4,
     freeze_bn: bool = False,
+    lr_factor: Callable[[int], float] | None = None,
     seed: int = 0,
     device: torch.device | str = "cpu",
     eval_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
-    checkpoint_every: int = 100,
-    resume: bool = False,
-    metadata: dict[str, Any] | None = None,
-    log_path: str | os.PathLike[str] | None = None,
+    checkpoint: Checkpointing | None = None,
+    callbacks: Sequence[Callback] = (),
     progress: bool = False,
     max_steps: int | None = None,
 ) -> History:
@@ -72,7 +69,9 @@ def finetune(
     lr : float
     freeze_bn : bool
         Keep the model in eval mode (batch-norm statistics frozen) while training.
-    seed, device, eval_fn, checkpoint, checkpoint_every, resume, metadata, log_path, progress, max_steps
+    lr_factor : callable, optional
+        Learning-rate schedule ``lr_factor(step) -> factor`` (see :class:`tnn.train.loop.Phase`).
+    seed, device, eval_fn, checkpoint, callbacks, progress, max_steps
         See :func:`tnn.train.loop.run_phases`.
 
     Returns
@@ -102,10 +101,10 @@ def finetune(
     make = adam(lr) if optimizer == "adam" else sgd(lr, momentum, weight_decay)
     phase = Phase(name="finetune", module=model, loss=loss,
                   params=[p for p in model.parameters()], steps=n_steps, make_optimizer=make,
-                  train_mode=not freeze_bn)
-    meta = {"kind": "finetune", **(metadata or {})}
+                  train_mode=not freeze_bn, lr_factor=lr_factor)
+    if checkpoint is not None:
+        checkpoint = checkpoint.with_metadata(kind="finetune")
     return run_phases(
         model, [phase], dataset, batch_size=batch_size, seed=seed, device=device, checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every, resume=resume, metadata=meta, eval_fn=eval_fn, log_path=log_path,
-        progress=progress, max_steps=max_steps,
+        callbacks=callbacks, eval_fn=eval_fn, progress=progress, max_steps=max_steps,
     )

@@ -1,15 +1,18 @@
-"""The training loop shared by sequential training and fine-tuning: phases, checkpoints, resume.
+"""The one training loop: phases, step callbacks, checkpoints, resume.
 
 A run is a list of :class:`Phase` s (one per stage for sequential training, one for fine-tuning).
 Each phase trains its own parameters with a fresh optimizer for a fixed number of steps over batches
-in the deterministic order of :mod:`tnn.train.batches`. Every ``checkpoint_every`` steps and at the
-end of each phase, rank 0 writes a checkpoint atomically holding the model, the optimizer, the RNG
-states, the position ``(phase, step)`` and the history; ``resume=True`` continues from it, so an
-interrupted run loses at most one checkpoint interval and ends exactly as an uninterrupted one (CPU).
+in the deterministic order of :mod:`tnn.train.batches`, optionally under a learning-rate schedule.
+With a :class:`Checkpointing`, rank 0 writes a checkpoint atomically every ``every`` steps and at the
+end of each phase, holding the model, the optimizer, the RNG states, the position ``(phase, step)``
+and the history; ``resume=True`` continues from it, so an interrupted run loses at most one
+checkpoint interval and ends exactly as an uninterrupted one (CPU). :class:`Callback` s see every
+step (evaluation every N steps, logging, early stop); their own time is not counted as training time.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -23,7 +26,8 @@ from torch import nn
 from tnn.io import CheckpointError, checkpoint_metadata, load_checkpoint, save_checkpoint
 from tnn.io.preflight import check_output_dir, checkpoint_bytes_estimate
 from tnn.train import distributed as D
-from tnn.train.batches import batch_indices, batches_per_epoch, fetch_batch
+from tnn.data.batches import fetch_batch
+from tnn.train.batches import batch_indices, batches_per_epoch
 from tnn.train.history import History
 from tnn.train.rng import rng_state, set_rng_state
 
@@ -57,6 +61,10 @@ class Phase:
         ``module.train(train_mode)`` during the phase (False freezes batch-norm statistics).
     on_start : callable, optional
         Called once when the phase starts or resumes (e.g. to register hooks); ``on_end`` when it ends.
+    lr_factor : callable, optional
+        ``lr_factor(step) -> float``: the learning rate of step ``step`` (from 0) is the optimizer's
+        initial rate times this factor (a schedule: warm-up, cosine, ...). A function of the step only,
+        so a resumed phase follows the same schedule.
     """
 
     name: str
@@ -68,6 +76,7 @@ class Phase:
     train_mode: bool = True
     on_start: Callable[[], None] | None = None
     on_end: Callable[[], None] | None = None
+    lr_factor: Callable[[int], float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -96,6 +105,110 @@ def steps_for(n: int, batch_size: int, steps: int | None, epochs: float | None) 
     return max(1, round(epochs * batches_per_epoch(n, batch_size, D.world_size()))) if epochs else 0
 
 
+@dataclass(frozen=True)
+class Checkpointing:
+    """Where and how often a run saves its state, and whether it continues from it.
+
+    Attributes
+    ----------
+    path : path
+        Checkpoint file, written atomically by rank 0 every ``every`` steps and at the end of each phase.
+    every : int
+        Steps between checkpoints inside a phase.
+    resume : bool
+        Continue from ``path`` if it exists (a missing file starts from scratch).
+    log_path : path, optional
+        JSONL log of the history, rewritten by rank 0 at every checkpoint and at the end.
+    metadata : dict, optional
+        Extra checkpoint metadata (model name, format, rate, ranks, plan, ...).
+    """
+
+    path: str | os.PathLike[str]
+    every: int = 100
+    resume: bool = False
+    log_path: str | os.PathLike[str] | None = None
+    metadata: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"checkpoint every must be an integer >= 1, got {self.every!r}")
+
+    def with_metadata(self, **extra: Any) -> Checkpointing:
+        """A copy whose metadata also holds ``extra`` (``extra`` first, the given metadata wins)."""
+        return dataclasses.replace(self, metadata={**extra, **(self.metadata or {})})
+
+
+@dataclass
+class StepEvent:
+    """What a :class:`Callback` sees after each optimisation step.
+
+    Attributes
+    ----------
+    model : nn.Module
+        The model being trained (``run_phases``' ``model``).
+    phase : Phase
+    phase_index, step, global_step : int
+        Position: the phase, the step within it (from 0, already taken) and the steps of the run so far.
+    loss : float
+    train_s : float
+        Training seconds of this call so far (callbacks' own time excluded).
+    last : bool
+        Whether this was the last step of the run.
+    """
+
+    model: nn.Module
+    phase: Phase
+    phase_index: int
+    step: int
+    global_step: int
+    loss: float
+    train_s: float
+    last: bool
+
+
+class Callback:
+    """Hooks into :func:`run_phases`. Subclass and override what you need."""
+
+    def on_run_start(self, model: nn.Module, global_step: int) -> None:
+        """Once per call, before the first step (``global_step`` > 0 when resuming)."""
+
+    def on_step_end(self, event: StepEvent) -> bool | None:
+        """After every step; return True to stop the run early (a checkpoint is written first)."""
+        return None
+
+
+class EvaluateEvery(Callback):
+    """Evaluate ``evaluate(model) -> float`` at step 0 and every ``every`` steps, and at the last step.
+
+    ``points`` collects ``{"step", "train_s", "value"}``; steps and seconds count over every run the
+    callback was given to (e.g. sequential training then fine-tuning), so one curve spans them.
+    """
+
+    def __init__(self, every: int, evaluate: Callable[[nn.Module], float]) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be a positive integer, got {every!r}")
+        self.every = every
+        self.evaluate = evaluate
+        self.points: list[dict[str, float]] = []
+        self._steps = 0
+        self._train_s = 0.0
+        self._run_s = 0.0
+
+    def on_run_start(self, model: nn.Module, global_step: int) -> None:
+        self._train_s += self._run_s
+        self._run_s = 0.0
+        if not self.points:
+            self.points.append({"step": 0, "train_s": 0.0, "value": self.evaluate(model)})
+
+    def on_step_end(self, event: StepEvent) -> None:
+        self._steps += 1
+        self._run_s = event.train_s
+        if self._steps % self.every == 0 or event.last:
+            self.points.append({"step": self._steps, "train_s": round(self._train_s + event.train_s, 3),
+                                "value": self.evaluate(event.model)})
+        return None
+
+
 def run_phases(
     model: nn.Module,
     phases: Sequence[Phase],
@@ -105,12 +218,9 @@ def run_phases(
     seed: int = 0,
     shuffle: bool = True,
     device: torch.device | str = "cpu",
-    checkpoint: str | os.PathLike[str] | None = None,
-    checkpoint_every: int = 100,
-    resume: bool = False,
-    metadata: dict[str, Any] | None = None,
+    checkpoint: Checkpointing | None = None,
+    callbacks: Sequence[Callback] = (),
     eval_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
-    log_path: str | os.PathLike[str] | None = None,
     progress: bool = False,
     max_steps: int | None = None,
 ) -> History:
@@ -127,16 +237,12 @@ def run_phases(
         Batch size per process.
     seed : int
         Seeds the batch order (with the phase index and epoch).
-    checkpoint : path, optional
-        Checkpoint file, written by rank 0 every ``checkpoint_every`` steps and at the end of each phase.
-    resume : bool
-        Continue from ``checkpoint`` if it exists (a missing file starts from scratch).
-    metadata : dict, optional
-        Extra checkpoint metadata (model name, format, rate, ranks, plan, ...).
+    checkpoint : Checkpointing, optional
+        Where to save the run's state, how often, and whether to resume from it.
+    callbacks : sequence of Callback
+        Called after every step (rank 0 and the others alike); one returning True stops the run.
     eval_fn : callable, optional
         ``eval_fn(model) -> dict`` run (rank 0) after each phase; its figures go into ``history.phases``.
-    log_path : path, optional
-        JSONL log of the history, rewritten by rank 0 at every checkpoint and at the end.
     progress : bool
         A tqdm bar on stderr.
     max_steps : int, optional
@@ -148,34 +254,34 @@ def run_phases(
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if checkpoint_every < 1:
-        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every!r}")
     device = torch.device(device)
     n = len(dataset)
     if n == 0:
         raise ValueError("the training dataset is empty")
-    if checkpoint is not None and D.is_main():  # fail now, not at the first checkpoint hours later
-        check_output_dir(os.path.dirname(os.fspath(checkpoint)) or ".",
+    ck_path = checkpoint.path if checkpoint is not None else None
+    log_path = checkpoint.log_path if checkpoint is not None else None
+    if ck_path is not None and D.is_main():  # fail now, not at the first checkpoint hours later
+        check_output_dir(os.path.dirname(os.fspath(ck_path)) or ".",
                          2 * checkpoint_bytes_estimate(model), what="checkpoint")
     names = [p.name for p in phases]
     history = History()
     start_phase, start_step, elapsed = 0, 0, 0.0
     opt_state = None
-    if resume and checkpoint is not None and os.path.exists(checkpoint):
-        ckpt = load_checkpoint(checkpoint)
+    if checkpoint is not None and checkpoint.resume and os.path.exists(checkpoint.path):
+        ckpt = load_checkpoint(checkpoint.path)
         pos = ckpt.get("position")
         if not isinstance(pos, dict) or "model" not in ckpt:
-            raise CheckpointError(f"checkpoint {str(checkpoint)!r} is not a tnn training checkpoint")
+            raise CheckpointError(f"checkpoint {str(ck_path)!r} is not a tnn training checkpoint")
         if pos.get("phases") != names:
             raise CheckpointError(
-                f"checkpoint {str(checkpoint)!r} was written by a run with phases {pos.get('phases')}, "
+                f"checkpoint {str(ck_path)!r} was written by a run with phases {pos.get('phases')}, "
                 f"this run has {names}"
             )
         try:
             model.load_state_dict(ckpt["model"])
         except RuntimeError as exc:
             raise CheckpointError(
-                f"checkpoint {str(checkpoint)!r} does not fit the model: {str(exc).splitlines()[0]}"
+                f"checkpoint {str(ck_path)!r} does not fit the model: {str(exc).splitlines()[0]}"
             ) from exc
         start_phase, start_step = int(pos["phase"]), int(pos["step"])
         elapsed = float(pos.get("time", 0.0))
@@ -192,9 +298,14 @@ def run_phases(
 
         bar = tqdm(total=total, initial=done, file=sys.stderr, unit="step", dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
+    paused = 0.0  # seconds spent in callbacks: not training time
     t0 = time.perf_counter() - elapsed
+    call_t0 = time.perf_counter()
     steps_this_call = 0
     global_step = done
+
+    def train_time() -> float:
+        return time.perf_counter() - t0 - paused
 
     def save(phase_index: int, step: int, optimizer: torch.optim.Optimizer | None) -> None:
         if checkpoint is None or not main:
@@ -203,22 +314,38 @@ def run_phases(
         if bad:
             raise NonFiniteLossError(
                 f"training stopped at global step {global_step}: parameters {bad[:3]} became NaN/inf; "
-                f"the last good checkpoint {str(checkpoint)!r} is kept (lower the learning rate)"
+                f"the last good checkpoint {str(ck_path)!r} is kept (lower the learning rate)"
             )
-        meta = checkpoint_metadata(step=global_step, **(metadata or {}))
+        meta = checkpoint_metadata(step=global_step, **(checkpoint.metadata or {}))
         payload = {
             "metadata": meta,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "rng": rng_state(),
             "position": {"phase": phase_index, "step": step, "global_step": global_step,
-                         "phases": names, "time": time.perf_counter() - t0},
+                         "phases": names, "time": train_time()},
             "history": history.to_dict(),
         }
-        save_checkpoint(checkpoint, payload)
+        save_checkpoint(checkpoint.path, payload)
         if log_path is not None:
             history.write_jsonl(log_path)
 
+    def call_back(event_args: dict[str, Any]) -> bool:
+        nonlocal paused
+        if not callbacks:
+            return False
+        t = time.perf_counter()
+        event = StepEvent(model=model, train_s=t - call_t0 - paused, **event_args)
+        stop = False
+        for cb in callbacks:
+            stop = bool(cb.on_step_end(event)) or stop
+        paused += time.perf_counter() - t
+        return stop
+
+    t = time.perf_counter()
+    for cb in callbacks:
+        cb.on_run_start(model, global_step)
+    paused += time.perf_counter() - t
     try:
         for pi in range(start_phase, len(phases)):
             phase = phases[pi]
@@ -233,6 +360,9 @@ def run_phases(
             if phase.on_start is not None:
                 phase.on_start()
             optimizer = phase.make_optimizer(list(phase.params)) if phase.params else None
+            if optimizer is not None:
+                for group in optimizer.param_groups:
+                    group.setdefault("initial_lr", group["lr"])
             if opt_state is not None and pi == start_phase and first > 0 and optimizer is not None:
                 optimizer.load_state_dict(opt_state)
             opt_state = None
@@ -242,6 +372,10 @@ def run_phases(
                 for step in range(first, phase.steps):
                     if max_steps is not None and steps_this_call >= max_steps:
                         return history
+                    if phase.lr_factor is not None and optimizer is not None:
+                        factor = float(phase.lr_factor(step))
+                        for group in optimizer.param_groups:
+                            group["lr"] = group["initial_lr"] * factor
                     idx = batch_indices(
                         n, batch_size, seed, pi, step, shuffle=shuffle, rank=rank, world=world
                     )
@@ -250,8 +384,8 @@ def run_phases(
                     out = runner(x)
                     loss = phase.loss(out, x, y, idx)
                     if not bool(torch.isfinite(loss.detach()).all()):
-                        kept = (f"the last good checkpoint {str(checkpoint)!r} is kept"
-                                if checkpoint is not None and os.path.exists(checkpoint) else "no checkpoint")
+                        kept = (f"the last good checkpoint {str(ck_path)!r} is kept"
+                                if ck_path is not None and os.path.exists(ck_path) else "no checkpoint")
                         raise NonFiniteLossError(
                             f"training stopped: non-finite loss {float(loss.detach())} in phase "
                             f"{phase.name!r} at step {step} (global step {global_step}); {kept}; "
@@ -263,14 +397,22 @@ def run_phases(
                         optimizer.step()
                     global_step += 1
                     steps_this_call += 1
+                    loss_value = float(loss.detach())
                     history.steps.append({
                         "phase": phase.name, "phase_index": pi, "step": step, "global_step": global_step,
-                        "loss": float(loss.detach()), "time": round(time.perf_counter() - t0, 4),
+                        "loss": loss_value, "time": round(train_time(), 4),
                     })
                     if bar is not None:
                         bar.update(1)
-                        bar.set_postfix_str(f"{phase.name} loss {float(loss.detach()):.4g}")
-                    if (step + 1) % checkpoint_every == 0 and step + 1 < phase.steps:
+                        bar.set_postfix_str(f"{phase.name} loss {loss_value:.4g}")
+                    stop = call_back({"phase": phase, "phase_index": pi, "step": step,
+                                      "global_step": global_step, "loss": loss_value,
+                                      "last": global_step == total})
+                    phase.module.train(phase.train_mode)  # a callback may have evaluated the model
+                    if stop:
+                        save(pi, step + 1, optimizer)
+                        return history
+                    if (step + 1) % (checkpoint.every if checkpoint else 1) == 0 and step + 1 < phase.steps:
                         save(pi, step + 1, optimizer)
             finally:
                 if phase.on_end is not None:

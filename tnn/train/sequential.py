@@ -5,11 +5,15 @@ The compressed network (student) is trained stage by stage to reproduce the pret
 ``k`` (its earlier stages already trained and now frozen), the teacher up to the same boundary, and the
 parameters of stage ``k`` minimise the mean squared error between the two outputs. Batch-norm
 statistics stay frozen (both networks in eval mode); Adam at ``lr`` (1e-3 in the paper).
+
+:func:`sequential_phases` builds the phases (the one place that knows what a stage is),
+:func:`sequential_train` runs them; :class:`TeacherCache` keeps the teacher's stage outputs so they are
+computed once per sample and may be shared by many students.
 """
 
 from __future__ import annotations
 
-import os
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,36 +21,185 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tnn.train.batches import fetch_batch
+from tnn.models import stages as default_stages
+from tnn.data.batches import fetch_batch
 from tnn.train.history import History
-from tnn.train.loop import Phase, adam, run_phases, steps_for
+from tnn.train.loop import Callback, Checkpointing, Phase, adam, run_phases, steps_for
 from tnn.train.stages import OUTPUT, StageForward, check_boundaries, split_parameters
+
+#: ``target(x, idx) -> Tensor``: the teacher's output at a stage boundary for the batch ``x`` whose
+#: dataset indices are ``idx``.
+Target = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TeacherCache:
-    """Teacher stage outputs per dataset index, computed once, stored in float16 on the CPU.
+    """The teacher's output at each stage boundary per dataset index, float16 on the CPU.
 
-    Only valid when the inputs of a given index never change (no data augmentation).
+    Entries are computed on first use, from the batch being trained on (:meth:`target`), or for the
+    whole dataset in one pass (:meth:`fill`; at the first use of a boundary when the cache was given
+    its ``dataset``). Only valid when the inputs of a given index never change
+    (no data augmentation). One cache may serve many students trained against the same teacher on the
+    same dataset.
+
+    Parameters
+    ----------
+    teacher : nn.Module
+        The pretrained network (put in eval mode; never trained).
+    n : int
+        Number of samples of the dataset the indices refer to.
+    dataset : Dataset, optional
+        That dataset: each boundary is then filled in one pass (batches of ``batch_size``) when first
+        used, instead of batch by batch during training.
+    batch_size : int
+        Batch size of the one-pass fill.
     """
 
-    def __init__(self, teacher_stage: nn.Module, n: int) -> None:
-        self.teacher_stage = teacher_stage
+    def __init__(self, teacher: nn.Module, n: int, dataset: Any = None, batch_size: int = 256) -> None:
+        self.teacher = teacher
         self.n = n
-        self.store: torch.Tensor | None = None
-        self.filled = torch.zeros(n, dtype=torch.bool)
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.store: dict[str, torch.Tensor] = {}
+        self.filled: dict[str, torch.Tensor] = {}
+        self.wall_s = 0.0
 
-    def __call__(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        idx = idx.cpu()
-        missing = ~self.filled[idx]
-        if bool(missing.any()):
-            with torch.no_grad():
-                out = self.teacher_stage(x[missing.to(x.device)])
-            if self.store is None:
-                self.store = torch.empty((self.n, *out.shape[1:]), dtype=torch.float16)
-            self.store[idx[missing]] = out.to("cpu", torch.float16)
-            self.filled[idx[missing]] = True
-        assert self.store is not None
-        return self.store[idx].to(x.device, torch.float32)
+    def _stage(self, boundary: str, device: torch.device) -> nn.Module:
+        return StageForward(self.teacher.to(device).eval(), boundary)
+
+    def _put(self, boundary: str, idx: torch.Tensor, out: torch.Tensor) -> None:
+        if boundary not in self.store:
+            self.store[boundary] = torch.empty((self.n, *out.shape[1:]), dtype=torch.float16)
+            self.filled[boundary] = torch.zeros(self.n, dtype=torch.bool)
+        self.store[boundary][idx] = out.to("cpu", torch.float16)
+        self.filled[boundary][idx] = True
+
+    def fill(self, boundary: str, dataset: Any, device: torch.device | str = "cpu") -> None:
+        """Compute the outputs at ``boundary`` for every sample of ``dataset`` (when not all cached)."""
+        device = torch.device(device)
+        if boundary in self.filled and bool(self.filled[boundary].all()):
+            return
+        t0 = time.perf_counter()
+        stage = self._stage(boundary, device)
+        with torch.no_grad():
+            for start in range(0, self.n, self.batch_size):
+                idx = torch.arange(start, min(self.n, start + self.batch_size))
+                x, _ = fetch_batch(dataset, idx)
+                self._put(boundary, idx, stage(x.to(device)))
+        self.wall_s += time.perf_counter() - t0
+
+    def target(self, boundary: str) -> Target:
+        """``target(x, idx)``: the cached outputs at ``boundary`` (missing ones computed from ``x``)."""
+
+        def target(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            if self.dataset is not None:
+                self.fill(boundary, self.dataset, x.device)
+            idx = idx.cpu()
+            filled = self.filled.get(boundary)
+            missing = torch.ones_like(idx, dtype=torch.bool) if filled is None else ~filled[idx]
+            if bool(missing.any()):
+                t0 = time.perf_counter()
+                with torch.no_grad():
+                    out = self._stage(boundary, x.device)(x[missing.to(x.device)])
+                self._put(boundary, idx[missing], out)
+                self.wall_s += time.perf_counter() - t0
+            return self.store[boundary][idx].to(x.device, torch.float32)
+
+        return target
+
+
+def _live_target(teacher: nn.Module, boundary: str) -> Target:
+    stage = StageForward(teacher, boundary)
+
+    def target(x: torch.Tensor, _idx: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return stage(x)
+
+    return target
+
+
+def sequential_phases(
+    student: nn.Module,
+    teacher: nn.Module,
+    dataset: Any,
+    stages: Sequence[str] | None = None,
+    *,
+    steps: int,
+    lr: float,
+    cache: TeacherCache | None = None,
+    include_output: bool = True,
+    skip_unchanged: bool = True,
+    lr_factor: Callable[[int], float] | None = None,
+    device: torch.device | str = "cpu",
+) -> list[Phase]:
+    """The phases of sequential training, one per stage.
+
+    Parameters
+    ----------
+    student, teacher : nn.Module
+        The compressed model (moved to ``device``) and the pretrained one with the same module names.
+    dataset : Dataset
+        Training samples (only two are read here, to trace which parameters belong to which stage).
+    stages : list of str, optional
+        Stage-boundary module names in forward order; default ``tnn.models.stages(teacher)``.
+    steps : int
+        Steps of every stage.
+    lr : float
+        Adam learning rate (times ``lr_factor(step)`` when given).
+    cache : TeacherCache, optional
+        Where the teacher's stage outputs come from; without it they are recomputed at every step.
+    include_output : bool
+        If the last boundary is not the model output, add a final stage matching the model outputs
+        (when some parameters run after the last boundary).
+    skip_unchanged : bool
+        Drop the leading stages whose output already equals the teacher's exactly (nothing compressed
+        up to there, e.g. a first convolution kept dense).
+    device : device
+
+    Returns
+    -------
+    list of Phase
+        Phase ``k`` trains the parameters of stage ``k`` (others frozen) to minimise the MSE between the
+        student's and the teacher's output at boundary ``k``; batch norm stays in eval mode.
+    """
+    device = torch.device(device)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    boundaries = check_boundaries(student, list(stages) if stages is not None else default_stages(teacher))
+    check_boundaries(teacher, boundaries)
+    if include_output and (not boundaries or boundaries[-1] != OUTPUT):
+        boundaries.append(OUTPUT)
+    student.to(device)
+    teacher.to(device).eval()
+    example, _ = fetch_batch(dataset, torch.arange(min(2, len(dataset))))
+    example = example.to(device)
+    groups = split_parameters(student, boundaries, example)
+    if include_output and boundaries[-1] == OUTPUT and not groups[-1]:
+        boundaries.pop()  # nothing runs after the last boundary: no extra stage
+        groups.pop()
+    if skip_unchanged:
+        was = student.training
+        student.eval()
+        with torch.no_grad():
+            while len(boundaries) > 1 and torch.equal(
+                StageForward(student, boundaries[0])(example), StageForward(teacher, boundaries[0])(example)
+            ):
+                boundaries.pop(0)
+                groups.pop(0)
+        student.train(was)
+    phases = []
+    for boundary, group in zip(boundaries, groups, strict=True):
+        target = cache.target(boundary) if cache is not None else _live_target(teacher, boundary)
+
+        def loss(out: torch.Tensor, x: torch.Tensor, _y: torch.Tensor, idx: torch.Tensor,
+                 _target: Target = target) -> torch.Tensor:
+            return F.mse_loss(out, _target(x, idx))
+
+        phases.append(Phase(
+            name="output" if boundary == OUTPUT else boundary, module=StageForward(student, boundary),
+            loss=loss, params=[p for _, p in group], steps=steps, make_optimizer=adam(lr), train_mode=False,
+            lr_factor=lr_factor, extra={"boundary": boundary},
+        ))
+    return phases
 
 
 def sequential_train(
@@ -61,15 +214,13 @@ def sequential_train(
     lr: float = 1e-3,
     seed: int = 0,
     include_output: bool = True,
-    cache_teacher: bool = False,
+    cache_teacher: bool | TeacherCache = False,
     skip_unchanged: bool = True,
+    lr_factor: Callable[[int], float] | None = None,
     device: torch.device | str = "cpu",
     eval_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
-    checkpoint: str | os.PathLike[str] | None = None,
-    checkpoint_every: int = 100,
-    resume: bool = False,
-    metadata: dict[str, Any] | None = None,
-    log_path: str | os.PathLike[str] | None = None,
+    checkpoint: Checkpointing | None = None,
+    callbacks: Sequence[Callback] = (),
     progress: bool = False,
     max_steps: int | None = None,
 ) -> History:
@@ -94,19 +245,15 @@ def sequential_train(
         Adam learning rate.
     seed : int
         Seeds the (deterministic) batch order.
-    include_output : bool
-        If the last boundary is not the model output, add a final stage matching the model outputs
-        (trains the remaining layers, e.g. the classifier head).
-    cache_teacher : bool
-        Cache teacher stage outputs per sample (float16) instead of recomputing them every epoch. Only
-        for datasets without augmentation.
-    skip_unchanged : bool
-        Skip the leading stages whose output already equals the teacher's exactly (nothing compressed
-        up to there, e.g. a first convolution kept dense).
+    include_output, skip_unchanged, lr_factor
+        See :func:`sequential_phases`.
+    cache_teacher : bool or TeacherCache
+        Cache the teacher stage outputs per sample (float16) instead of recomputing them every epoch
+        (a new cache, or the given one). Only for datasets without augmentation.
     device : device
     eval_fn : callable, optional
         ``eval_fn(student) -> dict`` after each stage (e.g. test accuracy); recorded in ``history.phases``.
-    checkpoint, checkpoint_every, resume, metadata, log_path, progress, max_steps
+    checkpoint, callbacks, progress, max_steps
         See :func:`tnn.train.loop.run_phases`.
 
     Returns
@@ -114,62 +261,17 @@ def sequential_train(
     History
         Per-step MSE losses and per-stage wall time (and ``eval_fn`` figures).
     """
-    device = torch.device(device)
-    if stages is None:
-        from tnn.models import stages as default_stages
-
-        stages = default_stages(teacher)
-    boundaries = check_boundaries(student, list(stages))
-    check_boundaries(teacher, [b for b in boundaries])
-    if include_output and (not boundaries or boundaries[-1] != OUTPUT):
-        boundaries.append(OUTPUT)
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr <= 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
-    student.to(device)
-    teacher.to(device)
-    teacher.eval()
-    n = len(dataset)
-    example, _ = fetch_batch(dataset, torch.arange(min(2, n)))
-    groups = split_parameters(student, boundaries, example.to(device))
-    steps = steps_for(n, batch_size, steps_per_stage, epochs_per_stage)
-    if include_output and boundaries[-1] == OUTPUT and not groups[-1]:
-        boundaries.pop()  # nothing runs after the last boundary: no extra stage
-        groups.pop()
-    if skip_unchanged:
-        # leading stages whose output already equals the teacher's (nothing compressed up to there)
-        was = student.training
-        student.eval()
-        with torch.no_grad():
-            while len(boundaries) > 1 and torch.equal(
-                StageForward(student, boundaries[0])(example.to(device)),
-                StageForward(teacher, boundaries[0])(example.to(device)),
-            ):
-                boundaries.pop(0)
-                groups.pop(0)
-        student.train(was)
-    phases = []
-    for boundary, group in zip(boundaries, groups, strict=True):
-        teacher_stage = StageForward(teacher, boundary)
-        target: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-        if cache_teacher:
-            target = TeacherCache(teacher_stage, n)
-        else:
-            def target(x: torch.Tensor, _idx: torch.Tensor, _t: nn.Module = teacher_stage) -> torch.Tensor:
-                with torch.no_grad():
-                    return _t(x)
-
-        def loss(out: torch.Tensor, x: torch.Tensor, _y: torch.Tensor, idx: torch.Tensor,
-                 _target: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] = target) -> torch.Tensor:
-            return F.mse_loss(out, _target(x, idx))
-
-        name = "output" if boundary == OUTPUT else boundary
-        phases.append(Phase(
-            name=name, module=StageForward(student, boundary), loss=loss, params=[p for _, p in group],
-            steps=steps, make_optimizer=adam(lr), train_mode=False,
-        ))
-    meta = {"kind": "sequential", "stages": [p.name for p in phases], **(metadata or {})}
+    cache = cache_teacher if isinstance(cache_teacher, TeacherCache) else (
+        TeacherCache(teacher, len(dataset)) if cache_teacher else None)
+    phases = sequential_phases(
+        student, teacher, dataset, stages, steps=steps_for(len(dataset), batch_size, steps_per_stage,
+                                                           epochs_per_stage),
+        lr=lr, cache=cache, include_output=include_output, skip_unchanged=skip_unchanged, lr_factor=lr_factor,
+        device=device,
+    )
+    if checkpoint is not None:
+        checkpoint = checkpoint.with_metadata(kind="sequential", stages=[p.name for p in phases])
     return run_phases(
         student, phases, dataset, batch_size=batch_size, seed=seed, device=device, checkpoint=checkpoint,
-        checkpoint_every=checkpoint_every, resume=resume, metadata=meta, eval_fn=eval_fn, log_path=log_path,
-        progress=progress, max_steps=max_steps,
+        callbacks=callbacks, eval_fn=eval_fn, progress=progress, max_steps=max_steps,
     )

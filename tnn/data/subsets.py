@@ -1,15 +1,12 @@
-"""Training / validation / test data of an experiment: the held-out validation split and subsets."""
+"""Subsets of a dataset that keep its fast whole-batch path, and the held-out validation split."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from tnn.experiments.budgets import Budget
-from tnn.train.batches import fetch_batch
+from tnn.data.batches import fetch_batch
 
 
 class IndexSubset:
@@ -62,36 +59,3 @@ def split_indices(dataset: Any, val_size: int, train_subset: int | None, seed: i
     if train_subset is not None:
         train = train[:train_subset]
     return train, val
-
-
-@dataclass
-class ExperimentData:
-    """The three datasets of a run and their sizes."""
-
-    train: Any
-    val: Any
-    test: Any
-
-    def sizes(self) -> dict[str, int]:
-        return {"n_train": len(self.train), "n_val": len(self.val), "n_test": len(self.test)}
-
-
-def load_data(model: str, dataset: str, budget: Budget, data_dir: str | os.PathLike[str] | None = None,
-              seed: int = 0) -> ExperimentData:
-    """Training subset, held-out validation set and test set of ``dataset`` normalised for ``model``.
-
-    Un-augmented (teacher outputs are cached per image). Image-folder datasets use the budget's
-    ``image_size`` / ``resize``.
-    """
-    from tnn.data import get_dataset
-
-    kw: dict[str, Any] = {}
-    if dataset == "imagenet":
-        if budget.image_size is not None:
-            kw["image_size"] = budget.image_size
-        if budget.resize is not None:
-            kw["resize"] = budget.resize
-    full = get_dataset(dataset, "train", data_dir=data_dir, model=model, **kw)
-    test = get_dataset(dataset, "test", data_dir=data_dir, model=model, **kw)
-    train_idx, val_idx = split_indices(full, budget.val_size, budget.train_subset, seed=seed)
-    return ExperimentData(IndexSubset(full, train_idx), IndexSubset(full, val_idx), test)

@@ -1,6 +1,6 @@
-"""Named training budgets of the experiment runner: ``cpu``, ``paper`` and ``smoke``.
+"""Named training budgets of the compress-and-train recipe: ``cpu``, ``paper``, ``demo`` and ``smoke``.
 
-A :class:`Budget` fixes everything that decides how much compute one table cell gets: the
+A :class:`Budget` fixes everything that decides how much compute one compressed network gets: the
 sequential-training budget per stage, batch size, learning rates, the training subset, the held-out
 validation images, whether teacher stage outputs are cached, the optional fine-tuning and how many test
 images are evaluated. :func:`get_budget` looks one up by ``(name, model)``; keyword overrides give a
@@ -15,7 +15,10 @@ modified copy (recorded in ``results.csv`` so a table always states what it ran)
   subsets and a few hundred steps per stage.
   With so few steps the paper's learning rate (1e-3) barely moves the factors; the rate of the ``cpu``
   budget was chosen on the held-out validation images (1e-4 / 1e-3 / 1e-2 tried, see docs/results.md).
+- ``demo`` — ``tnn demo``: LeNet-5 on ``digits``, 40 steps per stage.
 - ``smoke`` — a couple of steps on a few dozen images; for tests and CI only.
+
+Callers never branch on a budget's name: :func:`tnn.recipes.compress_and_train` reads its fields.
 """
 
 from __future__ import annotations
@@ -34,8 +37,8 @@ class Budget:
     name : str
         ``"cpu"``, ``"paper"``, ``"smoke"`` (a ``+`` suffix marks overridden fields).
     steps_per_stage, epochs_per_stage : int / float, optional
-        Sequential-training budget of each stage (exactly one is set); epochs count training-subset
-        passes.
+        Sequential-training budget of each stage (exactly one is set; ``steps_per_stage=0``: no
+        sequential training); epochs count training-subset passes.
     batch_size : int
     lr : float
         Adam learning rate of sequential training.
@@ -49,10 +52,17 @@ class Budget:
         a run) instead of at every step.
     finetune_steps : int
         End-to-end fine-tuning steps after sequential training (0: none).
+    finetune_epochs : float, optional
+        Fine-tuning budget in passes over the training subset instead (then ``finetune_steps`` is 0).
     finetune_lr : float
         Adam learning rate of fine-tuning.
     finetune_freeze_bn : bool
         Keep batch-norm statistics frozen while fine-tuning.
+    distill : bool
+        Fine-tune on ``(1 - alpha) · CE + alpha · T² · KL`` to the pretrained network's logits
+        (:func:`tnn.train.distillation_loss`) instead of cross-entropy alone.
+    temperature, alpha : float
+        Distillation temperature ``T`` and weight ``alpha``.
     eval_limit, val_limit : int, optional
         Evaluate on the first ``eval_limit`` test / ``val_limit`` validation images (all if ``None``).
     checkpoint_every : int
@@ -75,8 +85,12 @@ class Budget:
     val_size: int = 5000
     cache_teacher: bool = True
     finetune_steps: int = 0
+    finetune_epochs: float | None = None
     finetune_lr: float = 1e-4
     finetune_freeze_bn: bool = False
+    distill: bool = False
+    temperature: float = 4.0
+    alpha: float = 0.9
     eval_limit: int | None = None
     val_limit: int | None = None
     checkpoint_every: int = 100
@@ -93,21 +107,27 @@ class Budget:
                 f"(got {self.steps_per_stage!r} and {self.epochs_per_stage!r})"
             )
         positive = ("batch_size", "lr", "finetune_lr", "checkpoint_every", "conv_steps", "conv_eval_every",
-                    "conv_eval_limit")
+                    "conv_eval_limit", "temperature")
         for key in positive:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"budget {self.name!r}: {key} must be a positive number, got {value!r}")
-        for key in ("steps_per_stage", "epochs_per_stage", "train_subset", "eval_limit", "val_limit",
+        for key in ("epochs_per_stage", "finetune_epochs", "train_subset", "eval_limit", "val_limit",
                     "image_size", "resize"):
             value = getattr(self, key)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or value <= 0):
                 raise ValueError(f"budget {self.name!r}: {key} must be positive or None, got {value!r}")
-        for key in ("val_size", "finetune_steps"):
+        for key in ("val_size", "finetune_steps", "steps_per_stage"):
             value = getattr(self, key)
+            if value is None and key == "steps_per_stage":
+                continue
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"budget {self.name!r}: {key} must be a non-negative integer, got {value!r}")
+        if self.finetune_epochs is not None and self.finetune_steps:
+            raise ValueError(f"budget {self.name!r}: give finetune_steps or finetune_epochs, not both")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"budget {self.name!r}: alpha must be in [0, 1], got {self.alpha!r}")
 
     def replace(self, **overrides: Any) -> Budget:
         """A copy with ``overrides`` applied (``None`` values are ignored); the name gains a ``+``.
@@ -125,6 +145,10 @@ class Budget:
             changes["epochs_per_stage"] = None
         if "epochs_per_stage" in changes and "steps_per_stage" not in changes:
             changes["steps_per_stage"] = None
+        if "finetune_epochs" in changes and "finetune_steps" not in changes:
+            changes["finetune_steps"] = 0
+        if changes.get("finetune_steps") and "finetune_epochs" not in changes:
+            changes["finetune_epochs"] = None
         name = changes.pop("name", self.name if self.name.endswith("+") else self.name + "+")
         return dataclasses.replace(self, name=name, **changes)
 
@@ -136,8 +160,11 @@ class Budget:
         stage = (f"{self.steps_per_stage} steps" if self.steps_per_stage is not None
                  else f"{self.epochs_per_stage:g} epochs")
         subset = f"first {self.train_subset} training images" if self.train_subset else "all training images"
-        ft = (f"; fine-tuning {self.finetune_steps} steps Adam {self.finetune_lr:g}"
-              if self.finetune_steps else "; no fine-tuning")
+        ft_budget = (f"{self.finetune_steps} steps" if self.finetune_steps
+                     else f"{self.finetune_epochs:g} epochs" if self.finetune_epochs else "")
+        ft = (f"; fine-tuning {ft_budget} Adam {self.finetune_lr:g}"
+              + (f", distilled (T={self.temperature:g}, alpha={self.alpha:g})" if self.distill else "")
+              if ft_budget else "; no fine-tuning")
         test = f"first {self.eval_limit} test images" if self.eval_limit else "all test images"
         return (f"{self.name}: sequential {stage} per stage, batch {self.batch_size}, Adam {self.lr:g}, "
                 f"{subset} ({self.val_size} held out for validation), teacher outputs "
@@ -167,6 +194,10 @@ BUDGETS: dict[str, dict[str, Budget]] = {
         "resnet50": Budget("cpu", steps_per_stage=20, batch_size=32, lr=1e-3, train_subset=640,
                            val_size=500, val_limit=500, eval_limit=1000, cache_teacher=True,
                            checkpoint_every=10, image_size=224, resize=256),
+    },
+    "demo": {
+        "*": Budget("demo", steps_per_stage=40, batch_size=64, lr=1e-3, val_size=0, cache_teacher=True,
+                    checkpoint_every=100),
     },
     "smoke": {
         "*": Budget("smoke", steps_per_stage=2, batch_size=16, lr=1e-3, train_subset=64, val_size=32,
