@@ -15,10 +15,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tnn.cli import common
 from tnn.cli.errors import CLIError
+from tnn.data import get_dataset
+from tnn.io import atomic_write, atomic_write_text
+from tnn.models import get_model, model_info
+from tnn.recipes import RunData, compress_and_train, compressed_metadata, get_budget
+from tnn.train import evaluate, finetune
 
 DEMO_FORMATS = ("rcp", "rtt", "cp", "tk", "tt")
+MODEL, DATASET = "lenet5", "digits"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,13 +44,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument(
         "--exclude",
         nargs="*",
-        default=["conv1", "fc2"],
+        default=list(model_info(MODEL).dense_by_default),
         metavar="GLOB",
         help="layers kept dense (the tiny first convolution and the classifier)",
     )
     p.add_argument("--epochs", type=float, default=5, help="epochs of dense LeNet-5 training")
-    p.add_argument("--stage-steps", type=int, default=40, help="sequential-training steps per stage")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size")
+    budget = get_budget("demo", MODEL)
+    p.add_argument("--stage-steps", type=int, default=budget.steps_per_stage,
+                   help="sequential-training steps per stage")
+    p.add_argument("--batch-size", type=int, default=budget.batch_size, help="batch size")
     # LeNet-5's small operations gain nothing from more threads on a shared CPU
     common.add_threads(p, default=1)
     common.add_output(p, required=True)
@@ -51,13 +61,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from tnn.compression import compress
-    from tnn.data import get_dataset
-    from tnn.models import get_model
-    from tnn.train import evaluate, finetune, sequential_train
-
     out = common.Printer(args)
     for fmt in args.formats:
         common.check_format(fmt)
@@ -68,23 +71,15 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--formats repeats a format: {args.formats}")
     device = common.device_of(args)
     t_start = time.perf_counter()
-    train = get_dataset("digits", "train", model="lenet5")
-    test = get_dataset("digits", "test", model="lenet5")
+    info = model_info(MODEL)
+    train = get_dataset(DATASET, "train", model=MODEL)
+    test = get_dataset(DATASET, "test", model=MODEL)
     torch.manual_seed(args.seed)
-    teacher = get_model("lenet5")
+    teacher = get_model(MODEL)
     out(f"training LeNet-5 on digits ({len(train)} train / {len(test)} test images), {args.epochs:g} epochs")
     t0 = time.perf_counter()
-    finetune(
-        teacher,
-        train,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        optimizer="adam",
-        lr=1e-3,
-        seed=args.seed,
-        device=device,
-        progress=not args.quiet,
-    )
+    finetune(teacher, train, epochs=args.epochs, batch_size=args.batch_size, optimizer="adam", lr=1e-3,
+             seed=args.seed, device=device, progress=not args.quiet)
     dense_acc = evaluate(teacher, test, device=device)["accuracy"]
     dense_params = sum(p.numel() for p in teacher.parameters())
     out(
@@ -96,37 +91,27 @@ def run(args: argparse.Namespace) -> int:
             f"kept dense: {', '.join(args.exclude)} (--exclude); the achieved rate counts every Conv2d/Linear"
             " parameter, the dense ones included"
         )
+    budget = get_budget("demo", MODEL).replace(steps_per_stage=args.stage_steps, batch_size=args.batch_size)
+    data = RunData(train=train, test=test)
     rows: list[dict[str, Any]] = []
     curves: dict[str, list[float]] = {}
     students = {}
     for fmt in args.formats:
         t0 = time.perf_counter()
-        student = compress(teacher, format=fmt, rate=args.rate, exclude=args.exclude, input_shape=(1, 28, 28))
-        report = student.tnn_report
-        before = evaluate(student, test, device=device)["accuracy"]
-        hist = sequential_train(
-            student,
-            teacher,
-            train,
-            steps_per_stage=args.stage_steps,
-            batch_size=args.batch_size,
-            lr=1e-3,
-            seed=args.seed,
-            cache_teacher=True,
-            device=device,
-            progress=not args.quiet,
-        )
-        after = evaluate(student, test, device=device)["accuracy"]
+        result = compress_and_train(teacher, data, fmt, args.rate, budget, model_name=MODEL, exclude=args.exclude,
+                                    input_shape=info.input_shape, seed=args.seed, device=device,
+                                    progress=not args.quiet)
+        report, hist = result.report, result.history()
         curves[fmt] = hist.losses()
-        students[fmt] = student
+        students[fmt] = result.student
         row = {
             "format": fmt,
             "params": report.model_params_after,
             "params_layers": report.params_after,
             "achieved_rate": report.achieved_rate,
             "model_rate": report.model_rate,
-            "accuracy_before": before,
-            "accuracy_after": after,
+            "accuracy_before": result.figures["acc_init_test"],
+            "accuracy_after": result.figures["acc_final_test"],
             "dense_layers": [r.name for r in report.dense],
             "stages": [p["phase"] for p in hist.phases],
             "wall_s": round(time.perf_counter() - t0, 2),
@@ -134,13 +119,13 @@ def run(args: argparse.Namespace) -> int:
         }
         rows.append(row)
         out(
-            f"  {fmt:>4}: rate {row['achieved_rate']:.3f}, accuracy {before:.4f} -> {after:.4f}"
-            f" ({row['wall_s']:.1f} s)"
+            f"  {fmt:>4}: rate {row['achieved_rate']:.3f}, accuracy {row['accuracy_before']:.4f} -> "
+            f"{row['accuracy_after']:.4f} ({row['wall_s']:.1f} s)"
         )
     table = _table(rows, dense_acc, dense_params)
     results = {
-        "dataset": "digits",
-        "model": "lenet5",
+        "dataset": DATASET,
+        "model": MODEL,
         "rate": args.rate,
         "dense_accuracy": dense_acc,
         "dense_params": dense_params,
@@ -150,15 +135,10 @@ def run(args: argparse.Namespace) -> int:
     }
     with common.output_dir(args.out) as folder:
         assert folder is not None
-        from tnn.io import atomic_write_text
-
-        common.save_model(folder / "lenet5.pt", teacher, {"model": "lenet5", "dataset": "digits"})
+        common.save_model(folder / f"{MODEL}.pt", teacher, {"model": MODEL, "dataset": DATASET})
         for fmt, student in students.items():
-            common.save_model(
-                folder / f"lenet5-{fmt}.pt",
-                student,
-                common.compressed_metadata("lenet5", student.tnn_report, dataset="digits"),
-            )
+            common.save_model(folder / f"{MODEL}-{fmt}.pt", student,
+                              compressed_metadata(MODEL, student.tnn_report, dataset=DATASET))
         common.write_json(folder / "results.json", results)
         atomic_write_text(folder / "results.md", table + "\n")
         _plot(folder / "demo.png", rows, curves, dense_acc, args.rate)
@@ -192,7 +172,6 @@ def _plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from tnn.io import atomic_write
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     names = [r["format"] for r in rows]

@@ -8,11 +8,24 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tnn.cli import common
 from tnn.cli.errors import CLIError
-
-CHECKPOINT_SEQ = "checkpoint-sequential.pt"
-CHECKPOINT_FT = "checkpoint-finetune.pt"
+from tnn.compression import compress
+from tnn.data.subsets import IndexSubset
+from tnn.io import load_checkpoint
+from tnn.models import get_model, model_info
+from tnn.recipes import (
+    CHECKPOINT_FINETUNE,
+    CHECKPOINT_SEQUENTIAL,
+    Budget,
+    RunData,
+    compress_and_train,
+    compressed_metadata,
+)
+from tnn.train import Checkpointing, evaluate, finetune
+from tnn.train import distributed as D
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -80,21 +93,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return p
 
 
-class _Subset:
-    """The first ``n`` samples of a dataset, keeping its fast batch path."""
-
-    def __init__(self, data: Any, n: int) -> None:
-        self.data, self.n = data, min(n, len(data))
-
-    def __len__(self) -> int:
-        return self.n
-
-    def get_batch(self, idx: Any) -> Any:
-        from tnn.data.batches import fetch_batch
-
-        return fetch_batch(self.data, idx)
-
-
 def _validate(args: argparse.Namespace) -> None:
     common.check_format(args.format)
     common.check_rate(args.rate)
@@ -126,13 +124,32 @@ def _validate(args: argparse.Namespace) -> None:
         raise CLIError(f"--alpha must be in [0, 1], got {args.alpha}")
 
 
-def run(args: argparse.Namespace) -> int:
-    from tnn.compression import compress
-    from tnn.io import load_checkpoint
-    from tnn.models import get_model
-    from tnn.train import distributed as D
-    from tnn.train import evaluate, finetune, sequential_train
+def _budget(args: argparse.Namespace) -> Budget:
+    """The flags as a :class:`Budget` of the compress-and-train recipe."""
+    return Budget(
+        "cli", steps_per_stage=args.steps, epochs_per_stage=args.epochs, batch_size=args.batch_size,
+        lr=args.lr, val_size=0, cache_teacher=args.cache_teacher, finetune_steps=args.finetune_steps or 0,
+        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, distill=args.distill,
+        temperature=args.temperature, alpha=args.alpha, eval_limit=args.limit,
+        checkpoint_every=args.checkpoint_every,
+    )
 
+
+def _resumed_student(args: argparse.Namespace, out_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The compressed model of an interrupted run, rebuilt from its checkpoint's plan (no decomposition)."""
+    ck_seq = out_dir / CHECKPOINT_SEQUENTIAL
+    if not (args.resume and ck_seq.exists()):
+        return None, {}
+    saved = load_checkpoint(ck_seq).get("metadata") or {}
+    if saved.get("format") != args.format or saved.get("model") != args.model:
+        raise CLIError(
+            f"--resume: {ck_seq} holds a {saved.get('model')!r} model in format "
+            f"{saved.get('format')!r}, not {args.model!r} in {args.format!r}"
+        )
+    return compress(get_model(args.model), plan=saved.get("plan")), saved
+
+
+def run(args: argparse.Namespace) -> int:
     out = common.Printer(args)
     _validate(args)
     device = D.setup_distributed(common.device_of(args))
@@ -142,19 +159,11 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(f"--weights {args.weights} is a compressed model; give the dense pretrained weights")
     train = common.load_data(args, "train", augment=args.augment)
     if args.subset:
-        train = _subset(train, args.subset)
+        train = IndexSubset(train, torch.arange(min(args.subset, len(train))))
     test = common.load_data(args, "test")
     out_dir = Path(args.out)
     if args.resume and not out_dir.is_dir():
         raise CLIError(f"--resume: {args.out} does not exist (nothing to resume)")
-    ck_seq, ck_ft = out_dir / CHECKPOINT_SEQ, out_dir / CHECKPOINT_FT
-
-    def eval_fn(model: Any) -> dict[str, Any]:
-        return {"accuracy": evaluate(model, test, limit=args.limit, device=device)["accuracy"]}
-
-    import torch
-
-    torch.manual_seed(args.seed)
     summary: dict[str, Any] = {
         "model": args.model,
         "dataset": args.dataset,
@@ -164,97 +173,45 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with common.output_dir(args.out if main else None, keep_on_interrupt=True):
         if args.format is not None:
-            summary["accuracy_pretrained"] = eval_fn(teacher)["accuracy"]
-            if args.resume and ck_seq.exists():
-                # rebuild the compressed architecture from the checkpoint's plan (no decomposition)
-                saved = load_checkpoint(ck_seq).get("metadata") or {}
-                if saved.get("format") != args.format or saved.get("model") != args.model:
-                    raise CLIError(
-                        f"--resume: {ck_seq} holds a {saved.get('model')!r} model in format "
-                        f"{saved.get('format')!r}, not {args.model!r} in {args.format!r}"
-                    )
-                student = compress(get_model(args.model), plan=saved.get("plan"))
-                dropped = ("tnn_version", "step", "kind", "stages")
-                metadata = {k: v for k, v in saved.items() if k not in dropped}
-            else:
-                student = compress(
-                    teacher,
-                    format=args.format,
-                    rate=args.rate,
-                    include=args.include,
-                    exclude=args.exclude,
-                    input_shape=common.input_shape(args.model),
-                )
-                metadata = common.compressed_metadata(args.model, student.tnn_report)
-                metadata["accuracy_compressed"] = eval_fn(student)["accuracy"]
-            report = student.tnn_report
+            summary["accuracy_pretrained"] = evaluate(teacher, test, limit=args.limit, device=device)["accuracy"]
+            student, saved = _resumed_student(args, out_dir)
+            result = compress_and_train(
+                teacher, RunData(train=train, test=test), args.format, args.rate, _budget(args),
+                model_name=args.model, include=args.include, exclude=args.exclude,
+                input_shape=model_info(args.model).input_shape, stages=args.stages, student=student,
+                checkpoint_dir=out_dir, resume=args.resume, write_logs=main,
+                metadata={k: v for k, v in saved.items() if k.startswith("acc_init")},
+                eval_each_stage=args.eval_stages, seed=args.seed, device=device, progress=not args.quiet,
+            )
+            model, fig, report = result.student, result.figures, result.report
+            accuracy_compressed = fig.get("acc_init_test", saved.get("acc_init_test"))
+            metadata = compressed_metadata(args.model, report, accuracy_compressed=accuracy_compressed)
             out(report.table())
-            summary["accuracy_compressed"] = metadata.get("accuracy_compressed")
-            hist = sequential_train(
-                student,
-                teacher,
-                train,
-                args.stages,
-                steps_per_stage=args.steps,
-                epochs_per_stage=args.epochs,
-                batch_size=args.batch_size,
-                lr=args.lr,
-                seed=args.seed,
-                cache_teacher=args.cache_teacher,
-                device=device,
-                eval_fn=eval_fn if args.eval_stages else None,
-                checkpoint=ck_seq,
-                checkpoint_every=args.checkpoint_every,
-                resume=args.resume,
-                metadata=metadata,
-                log_path=out_dir / "log.jsonl" if main else None,
-                progress=not args.quiet,
-            )
-            summary["stages"] = list(hist.phases)
-            summary["accuracy_sequential"] = eval_fn(student)["accuracy"]
+            hist = result.history()
             summary.update(
-                achieved_rate=report.achieved_rate,
-                params_before=report.params_before,
-                params_after=report.params_after,
+                accuracy_compressed=accuracy_compressed,
+                stages=list(result.sequential.phases) if result.sequential else [],
+                accuracy_sequential=fig.get("acc_seq_test"), accuracy_finetuned=fig.get("acc_ft_test"),
+                accuracy=fig["acc_final_test"], achieved_rate=report.achieved_rate,
+                params_before=report.params_before, params_after=report.params_after,
             )
-            model = student
-            ft_steps, ft_epochs = args.finetune_steps, args.finetune_epochs
         else:
+            torch.manual_seed(args.seed)
             model, metadata = teacher, {"model": args.model}
-            ft_steps, ft_epochs = args.steps, args.epochs
-            hist = None
-        if ft_steps or ft_epochs:
-            lr = args.finetune_lr if args.format is not None else args.lr
-            hist_ft = finetune(
-                model,
-                train,
-                teacher=teacher if args.distill else None,
-                temperature=args.temperature,
-                alpha=args.alpha,
-                steps=ft_steps,
-                epochs=ft_epochs,
-                batch_size=args.batch_size,
-                optimizer="adam",
-                lr=lr,
-                seed=args.seed,
-                device=device,
-                checkpoint=ck_ft,
-                checkpoint_every=args.checkpoint_every,
-                resume=args.resume,
-                metadata=metadata,
-                log_path=out_dir / "log-finetune.jsonl" if main else None,
+            hist = finetune(
+                model, train, teacher=teacher if args.distill else None, temperature=args.temperature,
+                alpha=args.alpha, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
+                optimizer="adam", lr=args.lr, seed=args.seed, device=device,
+                checkpoint=Checkpointing(out_dir / CHECKPOINT_FINETUNE, every=args.checkpoint_every,
+                                         resume=args.resume, metadata=metadata,
+                                         log_path=out_dir / "log-finetune.jsonl" if main else None),
                 progress=not args.quiet,
             )
-            summary["accuracy_finetuned"] = eval_fn(model)["accuracy"]
-            hist = hist_ft if hist is None else hist
-            if hist is not hist_ft:
-                hist.steps.extend(hist_ft.steps)
-                hist.phases.extend(hist_ft.phases)
-        summary["accuracy"] = eval_fn(model)["accuracy"]
+            summary["accuracy_finetuned"] = summary["accuracy"] = evaluate(
+                model, test, limit=args.limit, device=device)["accuracy"]
         summary["wall_s"] = round(time.perf_counter() - t0, 3)
-        summary["steps"] = len(hist.steps) if hist is not None else 0
+        summary["steps"] = len(hist.steps)
         if main:
-            assert hist is not None
             common.save_model(out_dir / "model.pt", model, {**metadata, "step": summary["steps"]})
             hist.write_jsonl(out_dir / "log.jsonl")
             hist.write_csv(out_dir / "log.csv")
@@ -263,12 +220,7 @@ def run(args: argparse.Namespace) -> int:
     if main:
         parts = [
             f"{k} {summary[k]:.4f}"
-            for k in (
-                "accuracy_pretrained",
-                "accuracy_compressed",
-                "accuracy_sequential",
-                "accuracy_finetuned",
-            )
+            for k in ("accuracy_pretrained", "accuracy_compressed", "accuracy_sequential", "accuracy_finetuned")
             if summary.get(k) is not None
         ]
         out(
@@ -278,7 +230,3 @@ def run(args: argparse.Namespace) -> int:
         )
         out.result(summary)
     return 0
-
-
-def _subset(data: Any, n: int) -> Any:
-    return _Subset(data, n)

@@ -203,7 +203,8 @@ def compress_and_train(
     else:
         figures["wall_compress_s"] = 0.0
     student.to(device)
-    meta = {**compressed_metadata(model_name, student.tnn_report), **(metadata or {})}
+    initial = {k: v for k, v in figures.items() if k.startswith("acc_init")}  # kept for a resumed run
+    meta = {**compressed_metadata(model_name, student.tnn_report), **initial, **(metadata or {})}
 
     def checkpointing(name: str, log_name: str) -> Checkpointing | None:
         if folder is None:
