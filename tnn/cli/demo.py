@@ -53,7 +53,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from tnn.compression import compress
+    from tnn.compression import compress, compressed_metadata, save_model
     from tnn.data import get_dataset
     from tnn.models import get_model
     from tnn.train import evaluate, finetune, sequential_train
@@ -152,12 +152,12 @@ def run(args: argparse.Namespace) -> int:
         assert folder is not None
         from tnn.io import atomic_write_text
 
-        common.save_model(folder / "lenet5.pt", teacher, {"model": "lenet5", "dataset": "digits"})
+        save_model(folder / "lenet5.pt", teacher, {"model": "lenet5", "dataset": "digits"})
         for fmt, student in students.items():
-            common.save_model(
+            save_model(
                 folder / f"lenet5-{fmt}.pt",
                 student,
-                common.compressed_metadata("lenet5", student.tnn_report, dataset="digits"),
+                compressed_metadata("lenet5", student.tnn_report, dataset="digits"),
             )
         common.write_json(folder / "results.json", results)
         atomic_write_text(folder / "results.md", table + "\n")

@@ -127,9 +127,8 @@ def _validate(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tnn.compression import compress
+    from tnn.compression import compress, compressed_metadata, rebuild_model, save_model
     from tnn.io import load_checkpoint
-    from tnn.models import get_model
     from tnn.train import distributed as D
     from tnn.train import evaluate, finetune, sequential_train
 
@@ -173,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
                         f"--resume: {ck_seq} holds a {saved.get('model')!r} model in format "
                         f"{saved.get('format')!r}, not {args.model!r} in {args.format!r}"
                     )
-                student = compress(get_model(args.model), plan=saved.get("plan"))
+                student = rebuild_model(args.model, saved, source=f"checkpoint {str(ck_seq)!r}")
                 dropped = ("tnn_version", "step", "kind", "stages")
                 metadata = {k: v for k, v in saved.items() if k not in dropped}
             else:
@@ -185,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                     exclude=args.exclude,
                     input_shape=common.input_shape(args.model),
                 )
-                metadata = common.compressed_metadata(args.model, student.tnn_report)
+                metadata = compressed_metadata(args.model, student.tnn_report)
                 metadata["accuracy_compressed"] = eval_fn(student)["accuracy"]
             report = student.tnn_report
             out(report.table())
@@ -255,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
         summary["steps"] = len(hist.steps) if hist is not None else 0
         if main:
             assert hist is not None
-            common.save_model(out_dir / "model.pt", model, {**metadata, "step": summary["steps"]})
+            save_model(out_dir / "model.pt", model, {**metadata, "step": summary["steps"]})
             hist.write_jsonl(out_dir / "log.jsonl")
             hist.write_csv(out_dir / "log.csv")
             common.write_json(out_dir / "summary.json", summary)
