@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from tnn.cli.errors import CLIError
+from tnn.io import atomic_write_text, to_jsonable
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -139,54 +140,28 @@ def input_shape(model_name: str) -> tuple[int, int, int]:
 
 
 def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
-    """Build ``--model`` and load ``--weights``.
+    """Build ``--model`` and load ``--weights`` with :func:`tnn.compression.load_model`.
 
-    A tnn checkpoint whose metadata holds a compression ``plan`` is rebuilt as that compressed
-    architecture (``compress(model, plan=...)``, no decomposition) before its weights are loaded.
-    A ``.safetensors`` file is read by :func:`tnn.export.load_safetensors` (same rebuild).
+    A tnn checkpoint or ``.safetensors`` file whose metadata holds a compression ``plan`` is rebuilt as
+    that compressed architecture (no decomposition) before its weights are loaded; ``--model`` defaults
+    to the model the file names.
 
     Returns
     -------
     (model, metadata)
-        ``metadata`` is the checkpoint's (empty without ``--weights`` or for foreign checkpoints).
+        The model in train mode; ``metadata`` is the file's (empty without ``--weights`` or for foreign
+        checkpoints).
     """
-    from tnn.io import load_checkpoint
-    from tnn.models import get_model, load_pretrained
+    from tnn.compression import load_model as load_model_file
+    from tnn.models import get_model
 
-    if args.weights and str(args.weights).lower().endswith(".safetensors"):
-        from tnn.export import load_safetensors
-
-        base = get_model(args.model) if args.model else None
-        model, meta = load_safetensors(args.weights, base, expect_model=args.model)
-        args.model = args.model or meta.get("model")
-        return model.train(), meta
-    meta: dict[str, Any] = {}
-    ckpt: dict[str, Any] | None = None
-    if args.weights:
-        ckpt = load_checkpoint(args.weights)
-        meta = ckpt.get("metadata") if isinstance(ckpt.get("metadata"), dict) else {}
-    name = args.model or meta.get("model")
-    if not name:
-        raise CLIError("--model is required (the checkpoint does not name its model)")
-    if meta.get("model") and args.model and meta["model"] != args.model:
-        raise CLIError(f"--weights {args.weights} holds a {meta['model']!r} model, not {args.model!r}")
-    args.model = name
-    model = get_model(name)
-    if ckpt is None:
-        return model, meta
-    plan = meta.get("plan")
-    if plan:
-        from tnn.compression import compress
-
-        model = compress(model, plan=plan)
-        try:
-            model.load_state_dict(ckpt["model"])
-        except (RuntimeError, KeyError) as exc:
-            raise CLIError(f"checkpoint {args.weights} does not fit the compressed {name}: "
-                           f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from exc
-        return model, meta
-    load_pretrained(model, args.weights)
-    return model, meta
+    if not args.weights:
+        if not args.model:
+            raise CLIError("--model is required (the checkpoint does not name its model)")
+        return get_model(args.model), {}
+    model, meta = load_model_file(args.weights, model_name=args.model)
+    args.model = args.model or meta.get("model")
+    return model.train(), meta
 
 
 def load_data(args: argparse.Namespace, split: str, augment: bool = False) -> Any:
@@ -211,21 +186,11 @@ class Printer:
     def result(self, figures: dict[str, Any]) -> None:
         """The final JSON line (only with ``--json``)."""
         if self.json:
-            print(json.dumps(figures, default=_json_default), flush=True)
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+            print(json.dumps(to_jsonable(figures)), flush=True)
 
 
 def write_json(path: Path, data: Any) -> None:
-    from tnn.io import atomic_write_text
-
-    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    atomic_write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
 
 
 @contextlib.contextmanager
@@ -269,24 +234,3 @@ def output_dir(path: str | None, keep_on_interrupt: bool = False) -> Iterator[Pa
         if created and not (keep_on_interrupt and any(out.glob("*.pt"))):
             shutil.rmtree(top, ignore_errors=True)
         raise
-
-
-def compressed_metadata(model_name: str, report: Any, **extra: Any) -> dict[str, Any]:
-    """Checkpoint metadata of a compressed model: format, rate, per-layer ranks and the rebuild plan."""
-    return {
-        "model": model_name,
-        "format": report.format,
-        "rate": report.rate,
-        "ranks": {row.name: row.ranks for row in report.compressed},
-        "plan": report.to_dict(),
-        **extra,
-    }
-
-
-def save_model(path: Path, model: nn.Module, metadata: dict[str, Any]) -> None:
-    """Write ``{"metadata", "model"}`` atomically (loadable by ``tnn evaluate --weights``)."""
-    from tnn.io import checkpoint_metadata, save_checkpoint
-
-    meta = dict(metadata)
-    step = int(meta.pop("step", 0))
-    save_checkpoint(path, {"metadata": checkpoint_metadata(step=step, **meta), "model": model.state_dict()})

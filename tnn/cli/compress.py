@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from tnn.compression import compress
+    from tnn.compression import compress, compressed_metadata, save_model
     from tnn.train import evaluate
 
     out = common.Printer(args)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         figures["accuracy_after"] = evaluate(small, data, limit=args.limit, device=device)["accuracy"]
     with common.output_dir(args.out) as folder:
         assert folder is not None
-        common.save_model(folder / "model.pt", small, common.compressed_metadata(args.model, report))
+        save_model(folder / "model.pt", small, compressed_metadata(args.model, report))
         common.write_json(folder / "report.json", report.to_dict())
         from tnn.io import atomic_write_text
 

@@ -22,7 +22,8 @@ from tnn.cli.errors import CLIError
 from tnn.data import get_dataset
 from tnn.io import atomic_write, atomic_write_text
 from tnn.models import get_model, model_info
-from tnn.recipes import RunData, compress_and_train, compressed_metadata, get_budget
+from tnn.compression import compressed_metadata, save_model
+from tnn.recipes import RunData, compress_and_train, get_budget
 from tnn.train import evaluate, finetune
 
 DEMO_FORMATS = ("rcp", "rtt", "cp", "tk", "tt")
@@ -135,10 +136,10 @@ def run(args: argparse.Namespace) -> int:
     }
     with common.output_dir(args.out) as folder:
         assert folder is not None
-        common.save_model(folder / f"{MODEL}.pt", teacher, {"model": MODEL, "dataset": DATASET})
+        save_model(folder / f"{MODEL}.pt", teacher, {"model": MODEL, "dataset": DATASET})
         for fmt, student in students.items():
-            common.save_model(folder / f"{MODEL}-{fmt}.pt", student,
-                              compressed_metadata(MODEL, student.tnn_report, dataset=DATASET))
+            save_model(folder / f"{MODEL}-{fmt}.pt", student,
+                       compressed_metadata(MODEL, student.tnn_report, dataset=DATASET))
         common.write_json(folder / "results.json", results)
         atomic_write_text(folder / "results.md", table + "\n")
         _plot(folder / "demo.png", rows, curves, dense_acc, args.rate)

@@ -12,18 +12,11 @@ import torch
 
 from tnn.cli import common
 from tnn.cli.errors import CLIError
-from tnn.compression import compress
+from tnn.compression import compressed_metadata, rebuild_model, save_model
 from tnn.data.subsets import IndexSubset
 from tnn.io import load_checkpoint
-from tnn.models import get_model, model_info
-from tnn.recipes import (
-    CHECKPOINT_FINETUNE,
-    CHECKPOINT_SEQUENTIAL,
-    Budget,
-    RunData,
-    compress_and_train,
-    compressed_metadata,
-)
+from tnn.models import model_info
+from tnn.recipes import CHECKPOINT_FINETUNE, CHECKPOINT_SEQUENTIAL, Budget, RunData, compress_and_train
 from tnn.train import Checkpointing, evaluate, finetune
 from tnn.train import distributed as D
 
@@ -146,7 +139,7 @@ def _resumed_student(args: argparse.Namespace, out_dir: Path) -> tuple[Any, dict
             f"--resume: {ck_seq} holds a {saved.get('model')!r} model in format "
             f"{saved.get('format')!r}, not {args.model!r} in {args.format!r}"
         )
-    return compress(get_model(args.model), plan=saved.get("plan")), saved
+    return rebuild_model(args.model, saved, source=f"checkpoint {str(ck_seq)!r}"), saved
 
 
 def run(args: argparse.Namespace) -> int:
@@ -212,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
         summary["wall_s"] = round(time.perf_counter() - t0, 3)
         summary["steps"] = len(hist.steps)
         if main:
-            common.save_model(out_dir / "model.pt", model, {**metadata, "step": summary["steps"]})
+            save_model(out_dir / "model.pt", model, {**metadata, "step": summary["steps"]})
             hist.write_jsonl(out_dir / "log.jsonl")
             hist.write_csv(out_dir / "log.csv")
             common.write_json(out_dir / "summary.json", summary)

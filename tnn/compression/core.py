@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from tnn.compression.report import COMPRESSED, DENSE, SKIPPED, CompressionReport, LayerReport
+from tnn.io import to_jsonable
 
 _INITS = ("decompose", "random")
 
@@ -291,7 +292,7 @@ def compress(
         layer.train(dense.training)
         _set_submodule(new, name, layer)
         row.format = str(getattr(layer, "format", format))
-        row.ranks = _plain_ranks(getattr(layer, "ranks", None))
+        row.ranks = to_jsonable(getattr(layer, "ranks", None))
         row.params_after = n_params(layer)
         row.flops_after = _tensorial_flops(layer, shapes.get(name))
         row.status = COMPRESSED
@@ -299,16 +300,6 @@ def compress(
     report.model_params_after = n_params(new)
     new.tnn_report = report  # type: ignore[assignment]
     return new
-
-
-def _plain_ranks(ranks: Any) -> Any:
-    if isinstance(ranks, (list, tuple)):
-        return [_plain_ranks(r) for r in ranks]
-    if isinstance(ranks, dict):
-        return {k: _plain_ranks(v) for k, v in ranks.items()}
-    if hasattr(ranks, "tolist"):
-        return ranks.tolist()
-    return ranks
 
 
 def _normalise_plan(plan: Any) -> dict[str, LayerReport]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from tnn.io import to_jsonable
+
 #: ``LayerReport.status`` values.
 COMPRESSED = "compressed"  # replaced by a tensorial layer
 DENSE = "dense"  # eligible but kept dense: the budget cannot be met (reason says why)
@@ -59,7 +61,7 @@ class LayerReport:
         """Plain-value dict (JSON- and ``weights_only``-safe)."""
         data = asdict(self)
         data["shape"] = list(self.shape)
-        data["ranks"] = _plain(self.ranks)
+        data["ranks"] = to_jsonable(self.ranks)
         return data
 
     @classmethod
@@ -218,19 +220,8 @@ class CompressionReport:
         return self.table()
 
 
-def _plain(value: Any) -> Any:
-    """Convert tuples / tensors / numpy scalars inside ``value`` to lists and Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return value
-
-
 def _short(ranks: Any) -> str:
-    plain = _plain(ranks)
+    plain = to_jsonable(ranks)
     if isinstance(plain, list):
         return "(" + ",".join(_short(v) for v in plain) + ")"
     if isinstance(plain, dict):

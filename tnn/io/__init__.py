@@ -4,13 +4,18 @@
   ``os.replace``, so that readers see either the old file or the complete new one, never a partial one;
 - :func:`save_checkpoint` / :func:`load_checkpoint` — ``torch.save`` / ``torch.load(weights_only=True)``
   of a dict carrying a ``metadata`` entry (tnn version, model name, format, rate, ranks, step), with
-  one-line errors for missing, truncated or corrupted files.
+  one-line errors for missing, truncated or corrupted files;
+- :func:`write_safetensors` / :func:`read_safetensors_metadata` / :func:`read_safetensors_tensors` —
+  the safetensors container (tensors plus one JSON metadata object), nothing executed when reading;
+- :func:`to_jsonable` — tensors, NumPy values, tuples, paths and nested dicts as plain JSON data.
 """
 
 from __future__ import annotations
 
 from tnn.io.atomic import atomic_open, atomic_write, atomic_write_text
 from tnn.io.checkpoint import CheckpointError, checkpoint_metadata, load_checkpoint, save_checkpoint
+from tnn.io.jsonable import to_jsonable
+from tnn.io.safetensors_file import read_safetensors_metadata, read_safetensors_tensors, write_safetensors
 
 __all__ = [
     "CheckpointError",
@@ -19,5 +24,9 @@ __all__ = [
     "atomic_write_text",
     "checkpoint_metadata",
     "load_checkpoint",
+    "read_safetensors_metadata",
+    "read_safetensors_tensors",
     "save_checkpoint",
+    "to_jsonable",
+    "write_safetensors",
 ]

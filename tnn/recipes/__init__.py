@@ -16,7 +16,6 @@ from tnn.recipes.recipe import (
     CHECKPOINT_SEQUENTIAL,
     RecipeResult,
     compress_and_train,
-    compressed_metadata,
 )
 
 __all__ = [
@@ -28,7 +27,6 @@ __all__ = [
     "RunData",
     "budget_names",
     "compress_and_train",
-    "compressed_metadata",
     "get_budget",
     "load_run_data",
 ]

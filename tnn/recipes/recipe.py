@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tnn.compression import CompressionReport, compress
+from tnn.compression import CompressionReport, compress, compressed_metadata
 from tnn.recipes.budgets import Budget
 from tnn.recipes.data import RunData
 from tnn.train import Callback, Checkpointing, History, TeacherCache, evaluate, finetune, sequential_train
@@ -72,18 +72,6 @@ class RecipeResult:
                 merged.steps.extend(h.steps)
                 merged.phases.extend(h.phases)
         return merged
-
-
-def compressed_metadata(model_name: str | None, report: CompressionReport, **extra: Any) -> dict[str, Any]:
-    """Checkpoint metadata of a compressed model: format, rate, per-layer ranks and the rebuild plan."""
-    return {
-        "model": model_name,
-        "format": report.format,
-        "rate": report.rate,
-        "ranks": {row.name: row.ranks for row in report.compressed},
-        "plan": report.to_dict(),
-        **extra,
-    }
 
 
 def _accuracy(model: nn.Module, dataset: Any, limit: int | None, device: torch.device) -> float | None:
