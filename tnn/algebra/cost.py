@@ -15,22 +15,56 @@ FLOPs of a pairwise step follow opt_einsum's convention: the product of the size
 the step, doubled when something is summed. A convolution index shared by both operands counts
 ``output size x kernel size`` (the kernel is the filter operand; for a filter-filter step, the smaller
 one).
+
+This module is the project's one cost model: the path planner's objective (:data:`MEMORY_WEIGHT`), the
+per-element cost a tensorial layer charges when it chooses between evaluating its factors and
+reconstructing its kernel (:data:`ELEMENT_COST`), and the FLOPs of a dense convolution or linear layer
+(:func:`dense_conv_flops`, :func:`dense_linear_flops`, the step of :data:`DENSE_CONV_SPEC` /
+:data:`DENSE_LINEAR_SPEC` in the model above) that compression reports compare tensorial layers with.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
-from .options import ConvOption, resolve_padding
-from .spec import ParsedSpec
+from .options import ConvOption, normalize_conv_options, resolve_padding
+from .spec import ParsedSpec, parse_spec
 
-__all__ = ["ConvIndex", "Node", "Problem", "MEMORY_WEIGHT"]
+__all__ = [
+    "ConvIndex",
+    "Node",
+    "Problem",
+    "MEMORY_WEIGHT",
+    "ELEMENT_COST",
+    "DENSE_CONV_SPEC",
+    "DENSE_LINEAR_SPEC",
+    "dense_conv_flops",
+    "dense_linear_flops",
+]
 
 #: FLOPs charged per element read or written by a step in the planner's objective
 #: (``flops + MEMORY_WEIGHT * (|A| + |B| + |result|)``): a CPU does tens of FLOPs in the time it moves
 #: one element, so a path of cheap but huge or skinny steps is not preferred to one efficient step.
 #: 0 makes the optimizers minimise FLOPs alone.
 MEMORY_WEIGHT = 32
+
+#: Cost, in FLOPs, charged per element of every step result (intermediates and output) when a tensorial
+#: layer chooses between its two evaluations (factor by factor, or kernel reconstruction then one dense
+#: op; see :mod:`tnn.nn`). FLOPs alone favour the factor-by-factor evaluation far too often: its steps
+#: are memory-bound (few channels, permutes and copies between steps) while one dense convolution is
+#: compute-bound. The value is a rough CPU roofline (one float32 element written, permuted and read
+#: again costs about as long as 100-300 FLOPs of a well-blocked convolution); see docs/benchmarks.md.
+#: It is larger than :data:`MEMORY_WEIGHT` because it compares whole evaluations, where the planner's
+#: weight only breaks ties between paths of one contraction.
+ELEMENT_COST = 256.0
+
+#: ``conv_einsum`` string of a dense grouped 2-D convolution: input ``(B, g, S/g, H, W)``, kernel
+#: ``(g, T/g, S/g, kh, kw)``, output ``(B, g, T/g, H', W')``.
+DENSE_CONV_SPEC = "bgshw,gtshw->bgthw|hw"
+#: ``conv_einsum`` string of a dense linear layer: input ``(B, S)``, weight ``(T, S)``, output ``(B, T)``.
+DENSE_LINEAR_SPEC = "bs,ts->bt"
 
 
 @dataclass(frozen=True)
@@ -246,3 +280,86 @@ class Problem:
             flops *= 2
         self._steps[key] = flops
         return flops
+
+
+def _single_step_flops(spec: str, shapes: tuple[tuple[int, ...], ...], **options: Any) -> int:
+    """FLOPs of a two-operand ``conv_einsum`` spec: its one pairwise step, in this module's model."""
+    parsed = parse_spec(spec)
+    conv_options = normalize_conv_options(parsed.conv, **options)
+    return Problem(parsed, shapes, conv_options).step_flops(1, 2)
+
+
+def dense_conv_flops(
+    in_channels: int,
+    out_channels: int,
+    kernel_size: Sequence[int],
+    input_size: Sequence[int],
+    *,
+    batch: int = 1,
+    groups: int = 1,
+    stride: Any = 1,
+    padding: Any = 0,
+    dilation: Any = 1,
+) -> int:
+    """FLOPs of a dense (grouped) 2-D convolution: the step :data:`DENSE_CONV_SPEC` (bias excluded).
+
+    That is ``2 x B x T x (S / g) x kh x kw x H' x W'`` (two FLOPs per multiply-accumulate, opt_einsum's
+    convention), the same model in which :meth:`tnn.nn.TensorialConv2d.flops` counts a tensorial layer,
+    so dense and tensorial figures compare.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+        ``S`` and ``T``, both divisible by ``groups``.
+    kernel_size : sequence of int
+        ``(kh, kw)``.
+    input_size : sequence of int
+        ``(H, W)`` of the input, before padding.
+    batch : int, optional
+        Number of samples (default 1).
+    groups : int, optional
+        PyTorch's ``groups`` (default 1).
+    stride, dilation : int, pair of int or dict, optional
+        As for :func:`tnn.algebra.conv_einsum` (``h`` then ``w``).
+    padding : int, pair of int, str or dict, optional
+        As for :func:`tnn.algebra.conv_einsum`: one value, one per spatial index, or ``"valid"`` /
+        ``"same"`` (PyTorch's meaning, the extra element on the right).
+
+    Returns
+    -------
+    int
+        FLOPs of the ``batch`` samples together.
+
+    Raises
+    ------
+    ValueError
+        Invalid options, or no valid output position.
+    """
+    g = groups
+    kh, kw = kernel_size
+    shapes = (
+        (batch, g, in_channels // g, *input_size),
+        (g, out_channels // g, in_channels // g, kh, kw),
+    )
+    return _single_step_flops(DENSE_CONV_SPEC, shapes, padding=padding, stride=stride, dilation=dilation)
+
+
+def dense_linear_flops(in_features: int, out_features: int, *, batch: int = 1) -> int:
+    """FLOPs of a dense linear layer: the step :data:`DENSE_LINEAR_SPEC` (bias excluded).
+
+    That is ``2 x B x S x T``, in the model of :func:`dense_conv_flops`.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        ``S`` and ``T``.
+    batch : int, optional
+        Number of input rows (default 1).
+
+    Returns
+    -------
+    int
+        FLOPs of the ``batch`` rows together.
+    """
+    shapes = ((batch, in_features), (out_features, in_features))
+    return _single_step_flops(DENSE_LINEAR_SPEC, shapes)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+import tnn.formats as tnn_formats
 from tnn.cli.errors import CLIError
 from tnn.io import atomic_write_text, to_jsonable
 
@@ -110,19 +111,16 @@ def device_of(args: argparse.Namespace) -> torch.device:
 
 
 def check_rate(rate: float) -> float:
-    if not (0.0 < rate <= 1.0):
-        raise CLIError(f"--rate must be in (0, 1], got {rate}")
-    return rate
+    """``--rate``: :func:`tnn.formats.check_rate`, reported with the flag's name."""
+    try:
+        return tnn_formats.check_rate(rate)
+    except ValueError as exc:
+        raise CLIError(f"--rate must be in (0, 1], got {rate}") from exc
 
 
 def check_format(name: str | None) -> str | None:
-    if name is None:
-        return None
-    from tnn.formats import FORMATS
-
-    if name not in FORMATS:
-        raise CLIError(f"unknown format {name!r}; valid formats: {', '.join(FORMATS)}")
-    return name
+    """``--format``: :func:`tnn.formats.check_format`; ``None`` (flag not given) passes."""
+    return None if name is None else tnn_formats.check_format(name)
 
 
 def check_positive(value: int | float | None, flag: str) -> None:

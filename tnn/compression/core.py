@@ -17,16 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from tnn.algebra.cost import dense_conv_flops, dense_linear_flops
 from tnn.compression.report import COMPRESSED, DENSE, SKIPPED, CompressionReport, LayerReport
+from tnn.formats import check_format, check_rate
 from tnn.io import to_jsonable
 
 _INITS = ("decompose", "random")
-
-
-def _format_names() -> tuple[str, ...]:
-    from tnn.formats import FORMATS
-
-    return tuple(FORMATS)
 
 
 def _tensorial_class(module: nn.Module) -> Any:
@@ -53,8 +49,9 @@ def n_params(module: nn.Module) -> int:
 def dense_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
     """FLOPs of a dense ``Conv2d`` / ``Linear`` for ONE sample: 2 x multiply-accumulates (bias excluded).
 
-    This is opt_einsum's convention (product of the index sizes, doubled when an index is summed),
-    the one :meth:`tnn.nn.TensorialConv2d.flops` uses, so dense and tensorial figures compare.
+    Counted by the algebra's cost model (:func:`tnn.algebra.cost.dense_conv_flops`,
+    :func:`tnn.algebra.cost.dense_linear_flops`), the one :meth:`tnn.nn.TensorialConv2d.flops` uses, so
+    dense and tensorial figures compare.
 
     Parameters
     ----------
@@ -62,30 +59,30 @@ def dense_flops(module: nn.Module, input_shape: Sequence[int]) -> int:
     input_shape : sequence of int
         Shape of one input sample without the batch dimension: ``(C_in, H, W)`` for a convolution,
         ``(..., in_features)`` for a linear layer.
+
+    Returns
+    -------
+    int
+        FLOPs of one sample.
+
+    Raises
+    ------
+    TypeError
+        If ``module`` is neither an ``nn.Conv2d`` nor an ``nn.Linear``.
     """
     if isinstance(module, nn.Conv2d):
-        _, h, w = input_shape[-3:]
-        out_hw = []
-        for size, k, s, p, d in zip(
-            (h, w), module.kernel_size, module.stride, _pair_padding(module, (h, w)), module.dilation,
-            strict=True,
-        ):
-            out_hw.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
-        per_out = (module.in_channels // module.groups) * module.kernel_size[0] * module.kernel_size[1]
-        return int(2 * module.out_channels * out_hw[0] * out_hw[1] * per_out)
+        padding: Any = module.padding
+        if not isinstance(padding, str):
+            padding = dict(zip("hw", padding, strict=True))
+        return dense_conv_flops(
+            module.in_channels, module.out_channels, module.kernel_size, tuple(input_shape[-2:]),
+            groups=module.groups, padding=padding, stride=dict(zip("hw", module.stride, strict=True)),
+            dilation=dict(zip("hw", module.dilation, strict=True)),
+        )
     if isinstance(module, nn.Linear):
         lead = math.prod(input_shape[:-1]) if len(input_shape) > 1 else 1
-        return int(2 * lead * module.in_features * module.out_features)
+        return dense_linear_flops(module.in_features, module.out_features, batch=lead)
     raise TypeError(f"dense_flops expects nn.Conv2d or nn.Linear, got {type(module).__name__}")
-
-
-def _pair_padding(conv: nn.Conv2d, hw: tuple[int, int]) -> tuple[int, int]:
-    if isinstance(conv.padding, str):
-        if conv.padding == "valid":
-            return (0, 0)
-        # "same": total padding d*(k-1), split; the output size equals the input size
-        return tuple(conv.dilation[i] * (conv.kernel_size[i] - 1) // 2 for i in range(2))  # type: ignore[return-value]
-    return conv.padding  # type: ignore[return-value]
 
 
 def _matches(name: str, patterns: Iterable[str]) -> bool:
@@ -228,13 +225,12 @@ def compress(
         init = "random" if rows_plan is not None else "decompose"
     if init not in _INITS:
         raise ValueError(f"init must be one of {list(_INITS)}, got {init!r}")
-    formats = _format_names()
     if rows_plan is None:
-        if not isinstance(format, str) or format not in formats:
-            raise ValueError(f"unknown format {format!r}; valid formats: {', '.join(formats)}")
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not (0.0 < float(rate) <= 1.0):
-            raise ValueError(f"rate must be a number in (0, 1], got {rate!r}")
-        rate = float(rate)
+        check_format(format)
+        try:
+            rate = check_rate(rate)
+        except ValueError as exc:
+            raise ValueError(f"rate must be a number in (0, 1], got {rate!r}") from exc
 
     new = copy.deepcopy(model)
     candidates = [(name, mod) for name, mod in new.named_modules() if name and is_eligible(mod)]

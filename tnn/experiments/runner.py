@@ -29,7 +29,7 @@ from torch import nn
 
 from tnn.compression import n_params
 from tnn.experiments import plots, tables
-from tnn.formats import FORMATS
+from tnn.formats import FORMATS, check_format, check_rate
 from tnn.io import atomic_write_text
 from tnn.models import get_model, load_pretrained, model_info
 from tnn.recipes import (
@@ -108,15 +108,18 @@ def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = 
 
 
 def _check_lists(formats: Sequence[str], rates: Sequence[float]) -> tuple[list[str], list[float]]:
-    formats = list(formats)
-    bad = [f for f in formats if f not in FORMATS]
-    if bad or not formats:
-        raise ValueError(f"unknown format(s) {bad or formats!r}; valid formats: {', '.join(FORMATS)}")
-    rates = [float(r) for r in rates]
-    bad_r = [r for r in rates if not 0.0 < r <= 1.0]
-    if bad_r or not rates:
-        raise ValueError(f"rates must be numbers in (0, 1], got {bad_r or rates!r}")
-    return formats, rates
+    if not formats:
+        raise ValueError(f"unknown format(s) []: give at least one of {', '.join(FORMATS)}")
+    checked_formats = [check_format(f) for f in formats]
+    checked_rates = []
+    for r in rates:
+        try:
+            checked_rates.append(check_rate(r))
+        except ValueError as exc:
+            raise ValueError(f"rates must be numbers in (0, 1], got {r!r}") from exc
+    if not checked_rates:
+        raise ValueError("rates must be numbers in (0, 1], got []")
+    return checked_formats, checked_rates
 
 
 def run_baseline(out: Path, model: str, dataset: str, teacher: nn.Module, data: RunData,

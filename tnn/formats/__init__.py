@@ -23,6 +23,7 @@ __all__ = [
     "KernelGeometry",
     "Network",
     "get_format",
+    "check_format",
     "balanced_factors",
     "check_rate",
 ]
@@ -41,16 +42,40 @@ RESHAPED_FORMATS: tuple[str, ...] = FORMATS[5:]
 assert tuple(_REGISTRY) == FORMATS
 
 
+def check_format(name: str) -> str:
+    """Validate a format name: one of :data:`FORMATS`.
+
+    This is the one check of the rule; :func:`get_format`, the layers, :func:`tnn.compress`, the
+    experiment runner and the command line all call it.
+
+    Parameters
+    ----------
+    name : str
+        A format name such as ``"rtt"``.
+
+    Returns
+    -------
+    str
+        ``name``, unchanged.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of :data:`FORMATS` (or not a string); the message lists the valid names.
+    """
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown format {name!r}; valid formats: {', '.join(FORMATS)}")
+    return name
+
+
 def get_format(name: str | Format) -> Format:
     """The :class:`Format` called ``name`` (a :class:`Format` is returned as is).
 
     Raises
     ------
     ValueError
-        If ``name`` is not one of :data:`FORMATS`.
+        If ``name`` is not one of :data:`FORMATS` (see :func:`check_format`).
     """
     if isinstance(name, Format):
         return name
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown format {name!r}; valid formats are {', '.join(FORMATS)}")
-    return _REGISTRY[name]
+    return _REGISTRY[check_format(name)]

@@ -20,6 +20,7 @@ are the format's own: input folds, output folds and ranks.
 from __future__ import annotations
 
 import math
+import numbers
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -493,10 +494,31 @@ class Format(ABC):
 
 
 def check_rate(rate: float) -> float:
-    """Validate a compression rate: a finite real number in (0, 1]."""
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)):
-        raise TypeError(f"rate must be a float in (0, 1], got {rate!r}")
-    rate = float(rate)
-    if not math.isfinite(rate) or not 0.0 < rate <= 1.0:
+    """Validate a compression rate: a finite real number in ``(0, 1]``.
+
+    This is the one check of the rule; layers, formats, :func:`tnn.compress`, the experiment runner and
+    the command line all call it (some of them re-word the message for their own arguments).
+
+    Parameters
+    ----------
+    rate : float
+        The kept fraction of a layer's parameters. Any real number (``int``, ``float``, NumPy scalar)
+        is accepted; ``bool`` and strings are not.
+
+    Returns
+    -------
+    float
+        ``rate`` as a Python float.
+
+    Raises
+    ------
+    ValueError
+        If ``rate`` is not a real number (``True``, ``"0.1"``, ``None``), is NaN or infinite, or is
+        outside ``(0, 1]``; the message names the value.
+    """
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Real):
         raise ValueError(f"rate must be a finite float in (0, 1], got {rate!r}")
-    return rate
+    value = float(rate)
+    if not math.isfinite(value) or not 0.0 < value <= 1.0:
+        raise ValueError(f"rate must be a finite float in (0, 1], got {value!r}")
+    return value

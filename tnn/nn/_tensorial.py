@@ -10,8 +10,9 @@ algebra's FLOP model and the cheaper one is kept:
   (``optimize="optimal"``), i.e. factor by factor;
 - ``"dense"``: reconstruct the kernel from the factors, then one ``F.conv2d`` / ``F.linear``.
 
-The costs compared are the planned FLOPs plus :data:`ELEMENT_COST` per element of every step result,
-because the factor-by-factor steps are memory-bound where one dense convolution is compute-bound.
+The costs compared are the planned FLOPs plus :data:`tnn.algebra.cost.ELEMENT_COST` per element of every
+step result, because the factor-by-factor steps are memory-bound where one dense convolution is
+compute-bound.
 
 The choice and both costs are exposed by :meth:`TensorialLayer.plan` (and :meth:`TensorialLayer.flops`).
 """
@@ -27,17 +28,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from tnn.formats import FORMATS, Format, KernelGeometry, check_rate, get_format
+from tnn.algebra.cost import ELEMENT_COST
+from tnn.formats import Format, KernelGeometry, check_rate, get_format
 
 __all__ = ["TensorialLayer", "Plan"]
 
 INITS = ("decompose", "random")
-#: Cost, in FLOPs, charged per element of every step result (intermediates and output) when choosing
-#: between the two evaluations. FLOPs alone favour the factor-by-factor evaluation far too often: its
-#: steps are memory-bound (few channels, permutes and copies between steps) while one dense convolution
-#: is compute-bound. The value is a rough CPU roofline (one float32 element written, permuted and read
-#: again costs about as long as 100-300 FLOPs of a well-blocked convolution); see docs/benchmarks.md.
-ELEMENT_COST = 256.0
 EVALUATIONS = ("auto", "factors", "dense")
 
 
@@ -55,7 +51,8 @@ class Plan:
     dense_flops : int
         Planned FLOPs of the kernel reconstruction plus the dense op, in the same model.
     factors_cost, dense_cost : float
-        The FLOPs plus :data:`ELEMENT_COST` per element written by each step (what ``"auto"`` compares).
+        The FLOPs plus :data:`~tnn.algebra.cost.ELEMENT_COST` per element written by each step (what
+        ``"auto"`` compares).
     """
 
     mode: str
@@ -266,14 +263,6 @@ class TensorialLayer(nn.Module):
 
     def _dims_repr(self) -> str:
         raise NotImplementedError
-
-
-def check_format_name(format: str) -> Format:
-    if isinstance(format, Format):
-        return format
-    if not isinstance(format, str) or format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; valid formats are {', '.join(FORMATS)}")
-    return get_format(format)
 
 
 def check_size(owner: str, name: str, value: Any) -> int:

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
-from tnn.nn._tensorial import TensorialLayer, check_format_name, check_input, check_optional_rate, check_size
+from tnn.algebra.cost import DENSE_CONV_SPEC
+from tnn.formats import get_format
+from tnn.nn._tensorial import TensorialLayer, check_input, check_optional_rate, check_size
 
 __all__ = ["TensorialConv2d"]
 
@@ -85,7 +87,7 @@ class TensorialConv2d(TensorialLayer):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        fmt = check_format_name(format)
+        fmt = get_format(format)
         rate = check_optional_rate(rate)
         self.in_channels = check_size("TensorialConv2d", "in_channels", in_channels)
         self.out_channels = check_size("TensorialConv2d", "out_channels", out_channels)
@@ -228,7 +230,7 @@ class TensorialConv2d(TensorialLayer):
     def _dense_op_spec(self, folded: tuple[int, ...]) -> tuple[str, list[tuple[int, ...]]]:
         b, h, w = folded[0], folded[-2], folded[-1]
         g, geo = self.groups, self.geometry
-        return "bgshw,gtshw->bgthw|hw", [(b, g, geo.s, h, w), (g, geo.t, geo.s, *self.kernel_size)]
+        return DENSE_CONV_SPEC, [(b, g, geo.s, h, w), (g, geo.t, geo.s, *self.kernel_size)]
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tnn.nn._tensorial import TensorialLayer, check_format_name, check_input, check_optional_rate, check_size
+from tnn.algebra.cost import DENSE_LINEAR_SPEC
+from tnn.formats import get_format
+from tnn.nn._tensorial import TensorialLayer, check_input, check_optional_rate, check_size
 
 __all__ = ["TensorialLinear"]
 
@@ -47,7 +49,7 @@ class TensorialLinear(TensorialLayer):
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
-        fmt = check_format_name(format)
+        fmt = get_format(format)
         rate = check_optional_rate(rate)
         self.in_features = check_size("TensorialLinear", "in_features", in_features)
         self.out_features = check_size("TensorialLinear", "out_features", out_features)
@@ -110,7 +112,7 @@ class TensorialLinear(TensorialLayer):
         return (x_shape[0], *self.geometry.in_folds)
 
     def _dense_op_spec(self, folded: tuple[int, ...]) -> tuple[str, list[tuple[int, ...]]]:
-        return "bs,ts->bt", [(folded[0], self.in_features), (self.out_features, self.in_features)]
+        return DENSE_LINEAR_SPEC, [(folded[0], self.in_features), (self.out_features, self.in_features)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input("TensorialLinear", x)
