@@ -22,7 +22,7 @@ test: $(STAMP)   ## the whole quick suite (what CI runs)
 lint: $(STAMP)
 	$(BIN)/ruff check tnn tests benchmarks
 
-soak: $(STAMP)   ## issue 7's soak test: 1,000 random specs, 100 random layers
+soak: $(STAMP)   ## the soak test: 1,000 random specs, 100 random layers
 	$(BIN)/python -m pytest -q -m soak tests
 
 clean:

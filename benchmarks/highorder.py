@@ -1,4 +1,4 @@
-"""High-order inputs (issue 6): tensorial MLPs against flattened MLPs of the same depth.
+"""High-order inputs: tensorial MLPs against flattened MLPs of the same depth.
 
 MNIST images are seen as ``(4, 7, 4, 7)`` tensors and CIFAR-10 images as ``(H, W, C) = (32, 32, 3)`` tensors;
 each :class:`tnn.nn.highorder_nets.HighOrderMLP` (tensorial dense layers, see that module) is trained beside

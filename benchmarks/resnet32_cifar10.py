@@ -1,4 +1,4 @@
-"""ResNet-32 on CIFAR-10, per-format benchmark (issue 4 §8) — not a test.
+"""ResNet-32 on CIFAR-10, per-format benchmark — not a test.
 
 Compresses the pretrained ResNet-32 with each format at rate 0.1 (factors from decomposing the
 pretrained kernels), recovers accuracy by sequential (data-reconstruction) training under a CPU
@@ -23,26 +23,12 @@ from pathlib import Path
 
 import torch
 
-from tnn.compression import compress
 from tnn.data import get_dataset
+from tnn.data.subsets import IndexSubset
 from tnn.io import atomic_write_text
 from tnn.models import get_model, load_pretrained
-from tnn.train import evaluate, sequential_train
-
-
-class _First:
-    """The first ``n`` samples of a dataset (keeps the fast batch path)."""
-
-    def __init__(self, data, n: int) -> None:
-        self.data, self.n = data, min(n, len(data))
-
-    def __len__(self) -> int:
-        return self.n
-
-    def get_batch(self, idx):
-        from tnn.data.batches import fetch_batch
-
-        return fetch_batch(self.data, idx)
+from tnn.recipes import Budget, RunData, compress_and_train
+from tnn.train import evaluate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     weights = shared / "pretrained" / "resnet32-cifar10" / "resnet32-d509ac18.th"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    train = _First(get_dataset("cifar10", "train", data_dir=data_dir, model="resnet32"), args.subset)
+    full = get_dataset("cifar10", "train", data_dir=data_dir, model="resnet32")
     test = get_dataset("cifar10", "test", data_dir=data_dir, model="resnet32")
+    data = RunData(train=IndexSubset(full, torch.arange(min(args.subset, len(full)))), test=test)
+    budget = Budget("bench", steps_per_stage=args.steps, batch_size=args.batch_size, lr=1e-3, val_size=0,
+                    cache_teacher=True, eval_limit=args.limit)
     teacher = load_pretrained(get_model("resnet32"), weights).eval()
     t0 = time.perf_counter()
     dense = evaluate(teacher, test, limit=args.limit)
@@ -84,39 +73,20 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(f"dense ResNet-32: accuracy {dense['accuracy']:.4f} on {dense['n']} test images", flush=True)
     for fmt in args.formats:
-        torch.manual_seed(args.seed)
-        t = time.perf_counter()
-        student = compress(teacher, format=fmt, rate=args.rate)
-        compress_s = time.perf_counter() - t
-        report = student.tnn_report
-        t = time.perf_counter()
-        before = evaluate(student, test, limit=args.limit)["accuracy"]
-        eval_s = time.perf_counter() - t
-        t = time.perf_counter()
-        hist = sequential_train(
-            student,
-            teacher,
-            train,
-            steps_per_stage=args.steps,
-            batch_size=args.batch_size,
-            lr=1e-3,
-            seed=args.seed,
-            cache_teacher=True,
-            log_path=out / f"log-{fmt}.jsonl",
-        )
-        train_s = time.perf_counter() - t
-        after = evaluate(student, test, limit=args.limit)["accuracy"]
+        result = compress_and_train(teacher, data, fmt, args.rate, budget, model_name="resnet32",
+                                    seed=args.seed)
+        report, hist, fig = result.report, result.history(), result.figures
+        hist.write_jsonl(out / f"log-{fmt}.jsonl")
         row = {
             "format": fmt,
             "achieved_rate": report.achieved_rate,
             "model_rate": report.model_rate,
             "params": report.model_params_after,
             "dense_layers": [r.name for r in report.dense],
-            "accuracy_before": before,
-            "accuracy_after": after,
-            "compress_s": round(compress_s, 1),
-            "eval_s": round(eval_s, 1),
-            "train_s": round(train_s, 1),
+            "accuracy_before": fig["acc_init_test"],
+            "accuracy_after": fig["acc_final_test"],
+            "compress_s": fig["wall_compress_s"],
+            "train_s": fig["wall_seq_s"],
             "stages": [
                 {
                     "stage": ph["phase"],

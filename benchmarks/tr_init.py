@@ -81,8 +81,8 @@ def gain_table(weights: str, inits: list[str], rate: float) -> None:
 
 
 def train_table(weights: str, data_dir: str, inits: list[str], rate: float, out: str) -> None:
-    from tnn.recipes import get_budget
     from tnn.experiments.runner import run_experiment
+    from tnn.recipes import get_budget
 
     budget = get_budget("cpu", "resnet32", steps_per_stage=60, train_subset=3840, eval_limit=200)
     print("| initialisation | tr val % | rtr val % |")

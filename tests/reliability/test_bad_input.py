@@ -1,4 +1,4 @@
-"""Bad input everywhere (issue 7.1): only ValueError / TypeError with a message naming the problem.
+"""Bad input everywhere: only ValueError / TypeError with a message naming the problem.
 
 Hypothesis throws random strings, shapes and constructor arguments at the spec parser, ``conv_einsum``
 and the layer constructors; a construction that succeeds must then compute exactly what the dense

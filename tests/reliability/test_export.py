@@ -1,4 +1,4 @@
-"""Deployment (issue 7.3-7.4): safetensors, ONNX in onnxruntime, ``torch.compile``, ``tnn export``.
+"""Deployment: safetensors, ONNX in onnxruntime, ``torch.compile``, ``tnn export``.
 
 The references are the PyTorch forward passes of the same modules; ONNX outputs must agree within 1e-4
 (max abs difference), safetensors round trips exactly.

@@ -1,4 +1,4 @@
-"""Nothing executed (issue 7.3): files crafted to run code on load are refused, and the code never runs.
+"""Nothing executed: files crafted to run code on load are refused, and the code never runs.
 
 Each malicious file, when unpickled naively, would create a marker file. Every loader of the package must
 refuse it with a ValueError naming the file, and the marker must not exist afterwards. A static check

@@ -1,4 +1,4 @@
-"""Nothing lost (issue 7.2): SIGKILL + resume is exact, non-finite losses stop cleanly, bad output dirs fail
+"""Nothing lost: SIGKILL + resume is exact, non-finite losses stop cleanly, bad output dirs fail
 early, checkpoints are atomic and carry metadata."""
 
 from __future__ import annotations

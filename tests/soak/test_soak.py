@@ -1,4 +1,4 @@
-"""Soak test (issue 7.5): 1,000 random ``conv_einsum`` specs and 100 random tensorial layers, forward and
+"""Soak test: 1,000 random ``conv_einsum`` specs and 100 random tensorial layers, forward and
 backward, each checked against an independent reference, while the process's memory must stay flat.
 
 Not part of the quick suite: run it with ``make soak`` (``pytest -m soak tests``). The figures (wall time,

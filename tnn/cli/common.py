@@ -16,7 +16,12 @@ from torch import nn
 
 import tnn.formats as tnn_formats
 from tnn.cli.errors import CLIError
+from tnn.compression import load_model as load_model_file
+from tnn.data import DATA_DIR_ENV, DATASETS, get_dataset
+from tnn.formats import FORMATS
 from tnn.io import atomic_write_text, to_jsonable
+from tnn.io.preflight import check_output_dir
+from tnn.models import MODELS, get_model
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -52,8 +57,6 @@ def add_threads(p: argparse.ArgumentParser, default: int | None = None) -> None:
 
 def add_model(p: argparse.ArgumentParser, required: bool = True) -> None:
     """``--model`` and ``--weights``."""
-    from tnn.models import MODELS
-
     g = p.add_argument_group("model")
     g.add_argument("--model", required=required, help=f"model name: {', '.join(MODELS)}")
     g.add_argument("--weights", help="checkpoint to load: a pretrained state_dict or a tnn checkpoint "
@@ -62,8 +65,6 @@ def add_model(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
     """``--dataset``, ``--data-dir``, ``--batch-size``."""
-    from tnn.data import DATA_DIR_ENV, DATASETS
-
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=required, help=f"dataset name: {', '.join(DATASETS)}")
     g.add_argument("--data-dir", help=f"data root (default: ${DATA_DIR_ENV}); unused by digits/synthetic")
@@ -72,8 +73,6 @@ def add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def add_compression(p: argparse.ArgumentParser, required: bool = False) -> None:
     """``--format``, ``--rate``, ``--include``, ``--exclude``."""
-    from tnn.formats import FORMATS
-
     g = p.add_argument_group("compression")
     g.add_argument("--format", required=required, help=f"tensor format: {', '.join(FORMATS)}")
     g.add_argument("--rate", type=float, default=0.1, help="target compression rate in (0, 1]: kept fraction "
@@ -150,9 +149,6 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
         The model in train mode; ``metadata`` is the file's (empty without ``--weights`` or for foreign
         checkpoints).
     """
-    from tnn.compression import load_model as load_model_file
-    from tnn.models import get_model
-
     if not args.weights:
         if not args.model:
             raise CLIError("--model is required (the checkpoint does not name its model)")
@@ -164,8 +160,6 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
 
 def load_data(args: argparse.Namespace, split: str, augment: bool = False) -> Any:
     """``tnn.data.get_dataset(--dataset, split, --data-dir)`` normalised for ``--model``."""
-    from tnn.data import get_dataset
-
     return get_dataset(args.dataset, split, data_dir=args.data_dir, augment=augment, model=args.model)
 
 
@@ -214,7 +208,6 @@ def output_dir(path: str | None, keep_on_interrupt: bool = False) -> Iterator[Pa
             out.mkdir(parents=True)
         except OSError as exc:
             raise CLIError(f"--out {path}: cannot create the directory ({exc.strerror or exc})") from exc
-    from tnn.io.preflight import check_output_dir
 
     try:  # unwritable or read-only: fail before the work, not when saving its result
         check_output_dir(out, what="--out")

@@ -6,6 +6,9 @@ import argparse
 import time
 
 from tnn.cli import common
+from tnn.compression import compress, compressed_metadata, save_model
+from tnn.io import atomic_write_text
+from tnn.train import evaluate
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -30,9 +33,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from tnn.compression import compress, compressed_metadata, save_model
-    from tnn.train import evaluate
-
     out = common.Printer(args)
     common.check_format(args.format)
     common.check_rate(args.rate)
@@ -57,7 +57,6 @@ def run(args: argparse.Namespace) -> int:
         assert folder is not None
         save_model(folder / "model.pt", small, compressed_metadata(args.model, report))
         common.write_json(folder / "report.json", report.to_dict())
-        from tnn.io import atomic_write_text
 
         atomic_write_text(folder / "report.txt", report.table() + "\n")
     out(report.table())

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from pathlib import Path
 from typing import Any
@@ -19,10 +20,10 @@ import torch
 
 from tnn.cli import common
 from tnn.cli.errors import CLIError
+from tnn.compression import compressed_metadata, save_model
 from tnn.data import get_dataset
 from tnn.io import atomic_write, atomic_write_text
 from tnn.models import get_model, model_info
-from tnn.compression import compressed_metadata, save_model
 from tnn.recipes import RunData, compress_and_train, get_budget
 from tnn.train import evaluate, finetune
 
@@ -99,9 +100,9 @@ def run(args: argparse.Namespace) -> int:
     students = {}
     for fmt in args.formats:
         t0 = time.perf_counter()
-        result = compress_and_train(teacher, data, fmt, args.rate, budget, model_name=MODEL, exclude=args.exclude,
-                                    input_shape=info.input_shape, seed=args.seed, device=device,
-                                    progress=not args.quiet)
+        result = compress_and_train(teacher, data, fmt, args.rate, budget, model_name=MODEL,
+                                    exclude=args.exclude, input_shape=info.input_shape, seed=args.seed,
+                                    device=device, progress=not args.quiet)
         report, hist = result.report, result.history()
         curves[fmt] = hist.losses()
         students[fmt] = result.student
@@ -166,8 +167,6 @@ def _table(rows: list[dict[str, Any]], dense_acc: float, dense_params: int) -> s
 def _plot(
     path: Path, rows: list[dict[str, Any]], curves: dict[str, list[float]], dense_acc: float, rate: float
 ) -> None:
-    import io
-
     import matplotlib
 
     matplotlib.use("Agg")

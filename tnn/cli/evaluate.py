@@ -6,6 +6,7 @@ import argparse
 import time
 
 from tnn.cli import common
+from tnn.train import evaluate
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -28,8 +29,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from tnn.train import evaluate
-
     out = common.Printer(args)
     common.check_positive(args.limit, "--limit")
     common.check_positive(args.batch_size, "--batch-size")

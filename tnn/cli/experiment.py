@@ -6,8 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from tnn.cli import common
 from tnn.cli.errors import CLIError
+from tnn.experiments import run_convergence, run_experiment
+from tnn.formats import FORMATS
+from tnn.recipes import BUDGETS, get_budget
 
 #: Flags that override fields of the named budget (flag dest -> Budget field).
 OVERRIDES = {
@@ -20,8 +25,6 @@ OVERRIDES = {
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from tnn.recipes import BUDGETS
-
     p = common.command_parser(
         subparsers,
         "experiment",
@@ -77,8 +80,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def _formats(values: list[str]) -> list[str]:
-    from tnn.formats import FORMATS
-
     if values == ["all"]:
         return list(FORMATS)
     for name in values:
@@ -87,11 +88,6 @@ def _formats(values: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from tnn.experiments import run_convergence, run_experiment
-    from tnn.recipes import get_budget
-
     out = common.Printer(args)
     formats = _formats(list(args.formats))
     for rate in args.rates:

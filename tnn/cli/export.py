@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import torch
+
 from tnn.cli import common
+from tnn.export import export_onnx, save_safetensors
 
 TARGETS = ("onnx", "safetensors")
 
@@ -58,8 +61,6 @@ def _load(args: argparse.Namespace):  # -> tuple[nn.Module, dict]
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     out = common.Printer(args)
     target = _target(args)
     common.check_positive(args.batch_size, "--batch-size")
@@ -75,15 +76,11 @@ def run(args: argparse.Namespace) -> int:
     figures: dict[str, object] = {"model": args.model, "format": meta.get("format"), "to": target,
                                   "out": str(dest)}
     if target == "safetensors":
-        from tnn.export import save_safetensors
-
         extra = {k: meta[k] for k in ("model", "step") if meta.get(k) is not None}
         extra.setdefault("model", args.model)
         save_safetensors(dest, model, extra)
         out(f"wrote {dest} ({dest.stat().st_size:,} bytes, {len(model.state_dict())} tensors)")
     else:
-        from tnn.export import export_onnx
-
         shape = (args.batch_size, *common.input_shape(args.model))
         ref = next(iter(model.parameters()), None)
         dtype = ref.dtype if ref is not None else torch.float32

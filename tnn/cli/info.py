@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 from tnn.cli import common
+from tnn.compression import compress
+from tnn.models import get_model
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -24,9 +26,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from tnn.compression import compress
-    from tnn.models import get_model
-
     out = common.Printer(args)
     common.check_format(args.format)
     common.check_rate(args.rate)

@@ -13,6 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from tnn import __version__
 from tnn.cli.errors import USER_ERRORS
 
 #: Subcommand modules (``tnn.cli.<name>``), in the order ``tnn --help`` lists them.
@@ -50,8 +51,6 @@ def _command_modules() -> list[object]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per command module."""
-    from tnn import __version__
-
     parser = argparse.ArgumentParser(
         prog="tnn", description=DESCRIPTION, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,

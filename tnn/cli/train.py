@@ -166,7 +166,8 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with common.output_dir(args.out if main else None, keep_on_interrupt=True):
         if args.format is not None:
-            summary["accuracy_pretrained"] = evaluate(teacher, test, limit=args.limit, device=device)["accuracy"]
+            pretrained = evaluate(teacher, test, limit=args.limit, device=device)
+            summary["accuracy_pretrained"] = pretrained["accuracy"]
             student, saved = _resumed_student(args, out_dir)
             result = compress_and_train(
                 teacher, RunData(train=train, test=test), args.format, args.rate, _budget(args),

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from tnn import nn as tnn_nn
 from tnn.algebra.cost import dense_conv_flops, dense_linear_flops
 from tnn.compression.report import COMPRESSED, DENSE, SKIPPED, CompressionReport, LayerReport
 from tnn.formats import check_format, check_rate
@@ -27,8 +28,6 @@ _INITS = ("decompose", "random")
 
 def _tensorial_class(module: nn.Module) -> Any:
     """The tensorial layer class that replaces ``module`` (``TensorialConv2d`` or ``TensorialLinear``)."""
-    from tnn import nn as tnn_nn
-
     if isinstance(module, nn.Conv2d):
         return tnn_nn.TensorialConv2d
     return tnn_nn.TensorialLinear

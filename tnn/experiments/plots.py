@@ -6,6 +6,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from tnn.formats import FORMATS
+from tnn.io import atomic_write
+
 
 def _pyplot() -> Any:
     import matplotlib
@@ -18,8 +21,6 @@ def _pyplot() -> Any:
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> None:
     """Write the PNG atomically: processes sharing an output folder never leave a torn image."""
-    from tnn.io import atomic_write
-
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
@@ -32,8 +33,6 @@ def accuracy_vs_rate(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str
     Reshaped formats (``r*``) are drawn dashed in the colour of their baseline format; the uncompressed
     model is a grey horizontal line.
     """
-    from tnn.formats import FORMATS
-
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
     colours = {"svd": "C4", "cp": "C0", "tk": "C1", "tt": "C2", "tr": "C3"}

@@ -12,6 +12,9 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from tnn.formats import FORMATS
+from tnn.io import atomic_write_text
+
 #: Columns of ``results.csv``, in order (a row may leave any of them empty).
 CSV_FIELDS: tuple[str, ...] = (
     "model", "dataset", "budget", "format", "rate", "status", "achieved_rate", "model_rate",
@@ -24,8 +27,6 @@ CSV_FIELDS: tuple[str, ...] = (
 
 def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
     """Write ``rows`` with the columns :data:`CSV_FIELDS` (atomically)."""
-    from tnn.io import atomic_write_text
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -60,8 +61,6 @@ def _pct(value: Any) -> str:
 
 
 def _order(rows: Sequence[dict[str, Any]]) -> tuple[list[str], list[float]]:
-    from tnn.formats import FORMATS
-
     present = {r["format"] for r in rows if r.get("format") != "baseline"}
     formats = [f for f in FORMATS if f in present] + sorted(present - set(FORMATS))
     rates = sorted({float(r["rate"]) for r in rows if r.get("format") != "baseline"})

@@ -284,7 +284,7 @@ class Format(ABC):
         return f"<format {self.name!r}: {self.description}>"
 
     def __reduce__(self) -> tuple:
-        from tnn.formats import get_format
+        from tnn.formats import get_format  # the package imports this module: a top-level import cycles
 
         return (get_format, (self.name,))
 

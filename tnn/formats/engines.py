@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from tnn import decompositions
 from tnn.formats.base import RANK_LETTERS, Format, KernelGeometry, Network
 
 __all__ = ["Modes", "CPFormat", "TuckerFormat", "ChainFormat"]
@@ -67,12 +68,6 @@ class Modes:
 def _network(geom: KernelGeometry, factors: list[str], sizes: dict[str, int]) -> Network:
     ins, outs, _ = geom.letters()
     return Network(tuple(factors), sizes, outs, ins, "hw" if geom.is_conv else "")
-
-
-def _decompositions():
-    from tnn import decompositions
-
-    return decompositions
 
 
 def _balanced_svd(matrix: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,7 +127,7 @@ class CPFormat(_ModesFormat):
             left, right = _balanced_svd(tensor, rank)
             mats, weights = [left, right.T], torch.ones(rank, dtype=dtype, device=kernel.device)
         else:
-            weights, mats, _ = _decompositions().cp(
+            weights, mats, _ = decompositions.cp(
                 tensor, rank, n_iter_max=CP_ALS_SWEEPS, tol=1e-6, random_state=0, regularization=CP_ALS_RIDGE
             )
             mats = list(mats)
@@ -202,7 +197,7 @@ class TuckerFormat(_ModesFormat):
         shapes = self.network(geom, ranks).shapes()
         tensor = geom.kernel_tensor(kernel, md.modes)
         modes = [k for k, f in enumerate(md.factored) if f]
-        core, mats, _ = _decompositions().partial_tucker(tensor, list(ranks), modes=modes)
+        core, mats, _ = decompositions.partial_tucker(tensor, list(ranks), modes=modes)
         return [t.reshape(s) for t, s in zip([*mats, core], shapes, strict=True)]
 
 
@@ -277,9 +272,9 @@ class ChainFormat(_ModesFormat):
         if not self.ring and len(md.modes) == 2:
             cores = list(_balanced_svd(tensor, ranks[0]))
         elif self.ring:
-            cores, _ = _decompositions().tensor_ring(
+            cores, _ = decompositions.tensor_ring(
                 tensor, list(ranks), n_iter_max=TR_ALS_SWEEPS, random_state=0, regularization=TR_ALS_RIDGE
             )
         else:
-            cores, _ = _decompositions().tensor_train(tensor, list(ranks))
+            cores, _ = decompositions.tensor_train(tensor, list(ranks))
         return [c.reshape(s) for c, s in zip(cores, shapes, strict=True)]

@@ -17,6 +17,7 @@ from torch import nn
 
 from tnn.algebra import normalize_conv_options, parse_spec
 from tnn.interpret.stages import ConvStage, Stage
+from tnn.nn.conv import TensorialConv2d
 from tnn.nn.tnn_layer import TNNLayer
 
 SEMANTIC = "sthw"
@@ -82,8 +83,6 @@ def to_tensorial(
     ``conv`` holds ``kernel_size``, ``stride``, ``padding``, ``dilation`` and ``padding_mode``
     (see :func:`conv_geometry`).
     """
-    from tnn.nn.conv import TensorialConv2d
-
     ranks = {c: t.shape[term.index(c)] for term, t in factors for c in term if c not in SEMANTIC}
     sizes = list(ranks.values())
     last_error: Exception | None = None
@@ -132,8 +131,6 @@ def conv_geometry(conv: ConvStage) -> dict[str, Any]:
 
 def from_tensorial(layer: Any, format: str, terms: Sequence[str]) -> list[torch.Tensor]:
     """The factors of a ``TensorialConv2d`` in ``format``, rewritten with the design's letters ``terms``."""
-    from tnn.nn.conv import TensorialConv2d
-
     if not isinstance(layer, TensorialConv2d):
         raise TypeError(f"expected a TensorialConv2d, got {type(layer).__name__}")
     if layer.format != format:

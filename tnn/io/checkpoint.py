@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from tnn import __version__
 from tnn.io.atomic import atomic_write
 
 
@@ -52,8 +53,6 @@ def checkpoint_metadata(
     **extra
         Further plain values.
     """
-    from tnn import __version__
-
     meta: dict[str, Any] = {
         "tnn_version": __version__,
         "model": model,

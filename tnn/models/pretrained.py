@@ -9,13 +9,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from tnn.io.checkpoint import verify_zip_integrity
+
 _PREFIXES = ("module.", "_orig_mod.")
 
 
 def _read(path: Path) -> object:
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} does not exist or is not a file")
-    from tnn.io.checkpoint import verify_zip_integrity
 
     verify_zip_integrity(path)  # torch.load does not check CRCs: flipped bytes would load silently
     try:

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from tnn.data.batches import fetch_batch
 
@@ -50,8 +51,6 @@ def evaluate(
     correct, total_loss = 0, 0.0
     bar = None
     if progress:
-        from tqdm import tqdm
-
         bar = tqdm(total=n, file=sys.stderr, unit="img", disable=not sys.stderr.isatty(), desc="evaluate")
     try:
         with torch.no_grad():

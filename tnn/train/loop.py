@@ -22,11 +22,12 @@ from typing import Any
 
 import torch
 from torch import nn
+from tqdm import tqdm
 
+from tnn.data.batches import fetch_batch
 from tnn.io import CheckpointError, checkpoint_metadata, load_checkpoint, save_checkpoint
 from tnn.io.preflight import check_output_dir, checkpoint_bytes_estimate
 from tnn.train import distributed as D
-from tnn.data.batches import fetch_batch
 from tnn.train.batches import batch_indices, batches_per_epoch
 from tnn.train.history import History
 from tnn.train.rng import rng_state, set_rng_state
@@ -294,8 +295,6 @@ def run_phases(
     done = sum(p.steps for p in phases[:start_phase]) + start_step
     bar = None
     if progress and main:
-        from tqdm import tqdm
-
         bar = tqdm(total=total, initial=done, file=sys.stderr, unit="step", dynamic_ncols=True,
                    disable=not sys.stderr.isatty())
     paused = 0.0  # seconds spent in callbacks: not training time

@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from tnn.models import stages as default_stages
 from tnn.data.batches import fetch_batch
+from tnn.models import stages as default_stages
 from tnn.train.history import History
 from tnn.train.loop import Callback, Checkpointing, Phase, adam, run_phases, steps_for
 from tnn.train.stages import OUTPUT, StageForward, check_boundaries, split_parameters
