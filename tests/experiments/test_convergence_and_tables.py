@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from tnn.experiments import run_convergence, run_experiment, steps_to_within
-from tnn.recipes import get_budget
 from tnn.experiments.tables import detail_table, markdown, read_csv, summary_table, write_csv
+from tnn.recipes import get_budget
 
 
 # ---------------------------------------------------------------- steps to within one point

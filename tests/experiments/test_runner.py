@@ -11,9 +11,9 @@ import torch
 from tnn.data.subsets import IndexSubset, split_indices
 from tnn.experiments import run_experiment
 from tnn.experiments.runner import cell_name, load_teacher
+from tnn.experiments.tables import read_csv
 from tnn.recipes import Budget, get_budget
 from tnn.train import Checkpointing, TeacherCache, sequential_train
-from tnn.experiments.tables import read_csv
 
 
 def _tiny(**kw: object) -> Budget:

@@ -11,8 +11,8 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import TensorDataset
 
-from tnn.train import distributed as D
 from tnn.train import Checkpointing, finetune, sequential_train
+from tnn.train import distributed as D
 
 
 def _data() -> TensorDataset:

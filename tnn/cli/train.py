@@ -214,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
     if main:
         parts = [
             f"{k} {summary[k]:.4f}"
-            for k in ("accuracy_pretrained", "accuracy_compressed", "accuracy_sequential", "accuracy_finetuned")
+            for k in ("accuracy_pretrained", "accuracy_compressed", "accuracy_sequential",
+                      "accuracy_finetuned")
             if summary.get(k) is not None
         ]
         out(

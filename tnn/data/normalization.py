@@ -31,5 +31,6 @@ def normalization(model_name: str) -> tuple[tuple[float, ...], tuple[float, ...]
     try:
         info = model_info(model_name)
     except (TypeError, ValueError):
-        raise ValueError(f"no normalisation for model {model_name!r}; valid names: {', '.join(MODELS)}") from None
+        valid = ", ".join(MODELS)
+        raise ValueError(f"no normalisation for model {model_name!r}; valid names: {valid}") from None
     return info.mean, info.std

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from tnn.train.history import History
-from tnn.train.loop import Callback, Checkpointing, Phase, adam, run_phases, sgd, steps_for
+from tnn.train.loop import LoopOptions, Phase, adam, run_phases, sgd, steps_for
 
 
 def distillation_loss(
@@ -39,13 +39,7 @@ def finetune(
     weight_decay: float = 5e-4,
     freeze_bn: bool = False,
     lr_factor: Callable[[int], float] | None = None,
-    seed: int = 0,
-    device: torch.device | str = "cpu",
-    eval_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
-    checkpoint: Checkpointing | None = None,
-    callbacks: Sequence[Callback] = (),
-    progress: bool = False,
-    max_steps: int | None = None,
+    **loop: Unpack[LoopOptions],
 ) -> History:
     """Train all parameters of ``model`` end to end on labelled data.
 
@@ -71,14 +65,15 @@ def finetune(
         Keep the model in eval mode (batch-norm statistics frozen) while training.
     lr_factor : callable, optional
         Learning-rate schedule ``lr_factor(step) -> factor`` (see :class:`tnn.train.loop.Phase`).
-    seed, device, eval_fn, checkpoint, callbacks, progress, max_steps
-        See :func:`tnn.train.loop.run_phases`.
+    **loop
+        :class:`tnn.train.loop.LoopOptions`: ``seed``, ``device``, ``checkpoint``, ``callbacks``,
+        ``eval_fn``, ``progress``, ``max_steps``.
 
     Returns
     -------
     History
     """
-    device = torch.device(device)
+    device = torch.device(loop.get("device", "cpu"))
     if optimizer not in ("sgd", "adam"):
         raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     if not 0.0 <= alpha <= 1.0:
@@ -102,9 +97,7 @@ def finetune(
     phase = Phase(name="finetune", module=model, loss=loss,
                   params=[p for p in model.parameters()], steps=n_steps, make_optimizer=make,
                   train_mode=not freeze_bn, lr_factor=lr_factor)
+    checkpoint = loop.get("checkpoint")
     if checkpoint is not None:
-        checkpoint = checkpoint.with_metadata(kind="finetune")
-    return run_phases(
-        model, [phase], dataset, batch_size=batch_size, seed=seed, device=device, checkpoint=checkpoint,
-        callbacks=callbacks, eval_fn=eval_fn, progress=progress, max_steps=max_steps,
-    )
+        loop["checkpoint"] = checkpoint.with_metadata(kind="finetune")
+    return run_phases(model, [phase], dataset, batch_size=batch_size, **loop)

@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import torch
 from torch import nn
@@ -165,6 +165,20 @@ class StepEvent:
     loss: float
     train_s: float
     last: bool
+
+
+class LoopOptions(TypedDict, total=False):
+    """Keyword options that :func:`tnn.train.sequential_train` and :func:`tnn.train.finetune` pass on
+    to :func:`run_phases` unchanged (documented there): ``seed``, ``device``, ``checkpoint``,
+    ``callbacks``, ``eval_fn``, ``progress``, ``max_steps``."""
+
+    seed: int
+    device: torch.device | str
+    checkpoint: Checkpointing | None
+    callbacks: Sequence[Callback]
+    eval_fn: Callable[[nn.Module], dict[str, Any]] | None
+    progress: bool
+    max_steps: int | None
 
 
 class Callback:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Unpack
 
 import torch
 import torch.nn.functional as F
@@ -24,7 +24,7 @@ from torch import nn
 from tnn.data.batches import fetch_batch
 from tnn.models import stages as default_stages
 from tnn.train.history import History
-from tnn.train.loop import Callback, Checkpointing, Phase, adam, run_phases, steps_for
+from tnn.train.loop import LoopOptions, Phase, adam, run_phases, steps_for
 from tnn.train.stages import OUTPUT, StageForward, check_boundaries, split_parameters
 
 #: ``target(x, idx) -> Tensor``: the teacher's output at a stage boundary for the batch ``x`` whose
@@ -212,17 +212,11 @@ def sequential_train(
     epochs_per_stage: float | None = None,
     batch_size: int = 128,
     lr: float = 1e-3,
-    seed: int = 0,
     include_output: bool = True,
     cache_teacher: bool | TeacherCache = False,
     skip_unchanged: bool = True,
     lr_factor: Callable[[int], float] | None = None,
-    device: torch.device | str = "cpu",
-    eval_fn: Callable[[nn.Module], dict[str, Any]] | None = None,
-    checkpoint: Checkpointing | None = None,
-    callbacks: Sequence[Callback] = (),
-    progress: bool = False,
-    max_steps: int | None = None,
+    **loop: Unpack[LoopOptions],
 ) -> History:
     """Train ``student`` stage by stage to reproduce ``teacher``'s stage outputs (MSE).
 
@@ -243,18 +237,15 @@ def sequential_train(
         Batch size per process.
     lr : float
         Adam learning rate.
-    seed : int
-        Seeds the (deterministic) batch order.
     include_output, skip_unchanged, lr_factor
         See :func:`sequential_phases`.
     cache_teacher : bool or TeacherCache
         Cache the teacher stage outputs per sample (float16) instead of recomputing them every epoch
         (a new cache, or the given one). Only for datasets without augmentation.
-    device : device
-    eval_fn : callable, optional
-        ``eval_fn(student) -> dict`` after each stage (e.g. test accuracy); recorded in ``history.phases``.
-    checkpoint, callbacks, progress, max_steps
-        See :func:`tnn.train.loop.run_phases`.
+    **loop
+        :class:`tnn.train.loop.LoopOptions`: ``seed`` (batch order), ``device``, ``checkpoint``,
+        ``callbacks``, ``eval_fn`` (e.g. test accuracy after each stage, recorded in
+        ``history.phases``), ``progress``, ``max_steps``.
 
     Returns
     -------
@@ -267,11 +258,9 @@ def sequential_train(
         student, teacher, dataset, stages, steps=steps_for(len(dataset), batch_size, steps_per_stage,
                                                            epochs_per_stage),
         lr=lr, cache=cache, include_output=include_output, skip_unchanged=skip_unchanged, lr_factor=lr_factor,
-        device=device,
+        device=loop.get("device", "cpu"),
     )
+    checkpoint = loop.get("checkpoint")
     if checkpoint is not None:
-        checkpoint = checkpoint.with_metadata(kind="sequential", stages=[p.name for p in phases])
-    return run_phases(
-        student, phases, dataset, batch_size=batch_size, seed=seed, device=device, checkpoint=checkpoint,
-        callbacks=callbacks, eval_fn=eval_fn, progress=progress, max_steps=max_steps,
-    )
+        loop["checkpoint"] = checkpoint.with_metadata(kind="sequential", stages=[p.name for p in phases])
+    return run_phases(student, phases, dataset, batch_size=batch_size, **loop)
