@@ -189,7 +189,8 @@ def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     student = compress(teacher, format="tt", rate=0.2, input_shape=(1, 28, 28))
     sequential_train(student, teacher, data.train, steps_per_stage=2, batch_size=budget.batch_size,
                      lr=budget.lr, cache_teacher=True, max_steps=3,  # "interrupted" after 3 of 8 steps
-                     checkpoint=Checkpointing(cell / "checkpoint-sequential.pt", every=budget.checkpoint_every))
+                     checkpoint=Checkpointing(cell / "checkpoint-sequential.pt",
+                                              every=budget.checkpoint_every))
     assert (cell / "checkpoint-sequential.pt").exists()
     rows = run_experiment("lenet5", "synthetic", ["tt"], [0.2], budget, out, log=lambda _s: None)
     row = rows[1]

@@ -52,7 +52,8 @@ CHILD = textwrap.dedent(
     g = torch.Generator().manual_seed(1)
     data = TensorDataset(torch.randn(40, 3, 6, 6, generator=g), torch.randint(0, 4, (40,), generator=g))
     finetune(model, data, steps=STEPS, batch_size=8, optimizer="sgd", lr=0.05, seed=3,
-             checkpoint=Checkpointing(ckpt, every=2, resume=True, metadata={"model": "tiny", "format": "rtt"}))
+             checkpoint=Checkpointing(ckpt, every=2, resume=True,
+                                      metadata={"model": "tiny", "format": "rtt"}))
     torch.save(model.state_dict(), final)
     """
 )

@@ -94,8 +94,8 @@ def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = 
         for key in ("model", "dataset", "budget", "seed", "weights_name", "exclude"):
             before, now = old.get(key), config.get(key)
             if key == "budget" and isinstance(before, dict) and isinstance(now, dict):
-                before = {k: v for k, v in {**{k: defaults[k] for k in now if k not in before}, **before}.items()
-                          if k not in neutral}
+                added = {k: defaults[k] for k in now if k not in before}  # fields newer than the folder
+                before = {k: v for k, v in {**added, **before}.items() if k not in neutral}
                 now = {k: v for k, v in now.items() if k not in neutral}
             if before != now:
                 raise ValueError(
