@@ -27,6 +27,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from tnn.train.schedules import schedule
+
 
 @dataclass(frozen=True)
 class Budget:
@@ -63,6 +65,11 @@ class Budget:
         (:func:`tnn.train.distillation_loss`) instead of cross-entropy alone.
     temperature, alpha : float
         Distillation temperature ``T`` and weight ``alpha``.
+    augment : bool
+        Fine-tune on randomly cropped / flipped training images (the dataset's own augmentation).
+    schedule, warmup : str, float
+        Learning-rate schedule of every phase (each stage, and fine-tuning) and its warm-up fraction
+        (:func:`tnn.train.schedules.schedule`).
     eval_limit, val_limit : int, optional
         Evaluate on the first ``eval_limit`` test / ``val_limit`` validation images (all if ``None``).
     checkpoint_every : int
@@ -91,6 +98,9 @@ class Budget:
     distill: bool = False
     temperature: float = 4.0
     alpha: float = 0.9
+    augment: bool = False
+    schedule: str = "constant"
+    warmup: float = 0.0
     eval_limit: int | None = None
     val_limit: int | None = None
     checkpoint_every: int = 100
@@ -128,6 +138,10 @@ class Budget:
             raise ValueError(f"budget {self.name!r}: give finetune_steps or finetune_epochs, not both")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"budget {self.name!r}: alpha must be in [0, 1], got {self.alpha!r}")
+        try:
+            schedule(self.schedule, 1, self.warmup)
+        except ValueError as exc:
+            raise ValueError(f"budget {self.name!r}: {exc}") from None
 
     def replace(self, **overrides: Any) -> Budget:
         """A copy with ``overrides`` applied (``None`` values are ignored); the name gains a ``+``.

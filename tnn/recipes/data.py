@@ -16,11 +16,14 @@ class RunData:
     """The datasets of a run: ``train`` (required), ``val`` (held out, for choices) and ``test``.
 
     ``val`` and ``test`` may be ``None``: the recipe evaluates on whichever are given.
+    ``train_augmented`` is the same training images with random augmentation (crop / flip), for the
+    budgets that fine-tune on augmented data; sample ``i`` of both is the same image.
     """
 
     train: Any
     val: Any = None
     test: Any = None
+    train_augmented: Any = None
 
     def sizes(self) -> dict[str, int]:
         return {f"n_{k}": len(v) for k, v in (("train", self.train), ("val", self.val), ("test", self.test))
@@ -31,8 +34,9 @@ def load_run_data(model: str, dataset: str, budget: Budget, data_dir: str | os.P
                   seed: int = 0) -> RunData:
     """Training subset, held-out validation set and test set of ``dataset`` normalised for ``model``.
 
-    Un-augmented (teacher outputs are cached per image). Image-folder datasets use the budget's
-    ``image_size`` / ``resize``.
+    ``train`` is un-augmented (teacher outputs are cached per image); with ``budget.augment`` the run
+    data also holds ``train_augmented``. Image-folder datasets use the budget's ``image_size`` /
+    ``resize``.
     """
     kw: dict[str, Any] = {}
     if dataset == "imagenet":
@@ -43,4 +47,8 @@ def load_run_data(model: str, dataset: str, budget: Budget, data_dir: str | os.P
     full = get_dataset(dataset, "train", data_dir=data_dir, model=model, **kw)
     test = get_dataset(dataset, "test", data_dir=data_dir, model=model, **kw)
     train_idx, val_idx = split_indices(full, budget.val_size, budget.train_subset, seed=seed)
-    return RunData(IndexSubset(full, train_idx), IndexSubset(full, val_idx), test)
+    augmented = None
+    if budget.augment:
+        full_augmented = get_dataset(dataset, "train", data_dir=data_dir, model=model, augment=True, **kw)
+        augmented = IndexSubset(full_augmented, train_idx)
+    return RunData(IndexSubset(full, train_idx), IndexSubset(full, val_idx), test, augmented)

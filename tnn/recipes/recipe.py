@@ -29,6 +29,8 @@ from tnn.compression import CompressionReport, compress, compressed_metadata
 from tnn.recipes.budgets import Budget
 from tnn.recipes.data import RunData
 from tnn.train import Callback, Checkpointing, History, TeacherCache, evaluate, finetune, sequential_train
+from tnn.train.loop import steps_for
+from tnn.train.schedules import schedule
 
 #: File names of the phase checkpoints inside ``checkpoint_dir``.
 CHECKPOINT_SEQUENTIAL = "checkpoint-sequential.pt"
@@ -208,9 +210,12 @@ def compress_and_train(
         cache = TeacherCache(teacher, len(data.train))
     teacher_s0 = cache.wall_s if cache is not None else 0.0
     if budget.steps_per_stage != 0:
+        stage_steps = steps_for(len(data.train), budget.batch_size, budget.steps_per_stage,
+                                budget.epochs_per_stage)
         hist = sequential_train(
-            student, teacher, data.train, stages, steps_per_stage=budget.steps_per_stage,
-            epochs_per_stage=budget.epochs_per_stage, batch_size=budget.batch_size, lr=budget.lr, seed=seed,
+            student, teacher, data.train, stages, steps_per_stage=stage_steps,
+            lr_factor=schedule(budget.schedule, stage_steps, budget.warmup),
+            batch_size=budget.batch_size, lr=budget.lr, seed=seed,
             cache_teacher=cache if cache is not None else False, device=device,
             eval_fn=stage_accuracy if eval_each_stage and data.test is not None else None,
             checkpoint=checkpointing(CHECKPOINT_SEQUENTIAL, LOG_SEQUENTIAL), callbacks=callbacks,
@@ -226,9 +231,17 @@ def compress_and_train(
     figures["wall_teacher_s"] = round((cache.wall_s - teacher_s0) if cache is not None else 0.0, 2)
     figures["steps_ft"] = 0
     if budget.finetune_steps or budget.finetune_epochs:
+        train = data.train
+        if budget.augment:
+            if data.train_augmented is None:
+                raise ValueError(f"budget {budget.name!r} fine-tunes on augmented images: give "
+                                 "RunData(train_augmented=...) (load_run_data does)")
+            train = data.train_augmented
+        ft_steps = steps_for(len(train), budget.batch_size, budget.finetune_steps or None,
+                             budget.finetune_epochs)
         hist_ft = finetune(
-            student, data.train, teacher=teacher if budget.distill else None, temperature=budget.temperature,
-            alpha=budget.alpha, steps=budget.finetune_steps or None, epochs=budget.finetune_epochs,
+            student, train, teacher=teacher if budget.distill else None, temperature=budget.temperature,
+            alpha=budget.alpha, steps=ft_steps, lr_factor=schedule(budget.schedule, ft_steps, budget.warmup),
             batch_size=budget.batch_size, optimizer="adam", lr=budget.finetune_lr,
             freeze_bn=budget.finetune_freeze_bn, seed=seed, device=device,
             checkpoint=checkpointing(CHECKPOINT_FINETUNE, LOG_FINETUNE), callbacks=callbacks,
