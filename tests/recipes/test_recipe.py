@@ -25,8 +25,8 @@ def _data(augmented: bool = False) -> RunData:
 
 
 def _budget(**kw: object) -> Budget:
-    return get_budget("smoke", "lenet5").replace(**{"steps_per_stage": 2, "batch_size": 8, "finetune_steps": 3,
-                                                    **kw})
+    fields = {"steps_per_stage": 2, "batch_size": 8, "finetune_steps": 3, **kw}
+    return get_budget("smoke", "lenet5").replace(**fields)
 
 
 def test_recipe_reports_every_phase() -> None:
