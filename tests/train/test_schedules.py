@@ -69,7 +69,8 @@ def test_resume_mid_schedule_gives_identical_weights(tmp_path) -> None:
         torch.manual_seed(3)
         return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
 
-    kw = dict(steps=12, batch_size=8, optimizer="adam", lr=0.05, lr_factor=schedule("cosine", 12, warmup=0.25))
+    kw = dict(steps=12, batch_size=8, optimizer="adam", lr=0.05,
+              lr_factor=schedule("cosine", 12, warmup=0.25))
     a = make()
     finetune(a, data, **kw)
     b = make()
