@@ -49,6 +49,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--columns", type=int, default=32768, help="0: all columns")
     parser.add_argument("--target", default="output")
     parser.add_argument("--weighting", default="bn")
     parser.add_argument("--tag", default="", help="suffix of the cell files (one per setting)")
@@ -65,7 +66,8 @@ def main() -> None:
     val = IndexSubset(full, val_idx)
     calib, _ = fetch_batch(full, train_idx[: args.n_calib])
     excl = "-".join(args.exclude) or "none"
-    setting = {k: getattr(args, k) for k in ("n_calib", "steps", "lr", "batch_size", "target", "weighting")}
+    setting = {k: getattr(args, k) for k in ("n_calib", "steps", "lr", "batch_size", "columns", "target",
+                                               "weighting")}
     setting["exclude"] = args.exclude
 
     for rate in args.rates:
@@ -85,7 +87,8 @@ def main() -> None:
                 _write(kernel_file, {"val_accuracy": kernel_acc, "compress_seconds": t_compress})
             t0 = time.perf_counter()
             layers = fit_layers(student, teacher, calib, steps=args.steps, lr=args.lr,
-                                batch_size=args.batch_size, target=args.target, weighting=args.weighting)
+                                batch_size=args.batch_size, columns=args.columns or None,
+                                target=args.target, weighting=args.weighting, progress=True)
             t_fit = time.perf_counter() - t0
             fitted_acc = evaluate(student, val, limit=args.val_limit)["accuracy"]
             rate_achieved = student.tnn_report.to_dict() if hasattr(student.tnn_report, "to_dict") else None

@@ -155,27 +155,39 @@ def _flat_weight(module: nn.Module) -> torch.Tensor:
 
 
 def layer_statistics(student: nn.Module, teacher: nn.Module, name: str, inputs: torch.Tensor, *,
-                     batch_size: int = 128, target: str = "output") -> LayerStats:
+                     batch_size: int = 128, target: str = "output", columns: int | None = None,
+                     seed: int = 0) -> LayerStats:
     """Statistics of the fit of the student's layer ``name`` on ``inputs`` ``(N, C, H, W)``.
 
     The input ``P`` is what the student's layer receives in ``student(inputs)``; the target ``Y`` is the
     teacher's layer output in ``teacher(inputs)`` (``target="output"``: corrects the accumulated drift) or
     the teacher's dense layer applied to the student's input (``"dense"``). Both models run in eval mode.
+    With ``columns``, about that many columns (image x output position) are drawn at random (without
+    replacement, in proportion per chunk, generator seeded with ``seed``) instead of all of them: the
+    cost of ``G`` is ``K^2`` per column.
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     s_layer = student.get_submodule(name)
     t_layer = teacher.get_submodule(name)
+    gen = torch.Generator().manual_seed(seed)
     gram = cross = yy = None
     count = 0
     for start in range(0, len(inputs), batch_size):
         x = inputs[start:start + batch_size]
         p = _patches(s_layer, _capture(student, s_layer, x, "input"))
+        keep = None
+        if columns is not None and columns * len(x) < p.shape[1] * len(inputs):
+            k = max(1, round(columns * len(x) / len(inputs)))
+            keep = torch.randperm(p.shape[1], generator=gen)[:k].to(p.device)
+            p = p[:, keep]
         g = (p @ p.T).to(torch.float64)  # float32 product per chunk, float64 sum over chunks
         gram = g if gram is None else gram + g
         count += p.shape[1]
         if target == "output":
             y = _outputs(s_layer, _capture(teacher, t_layer, x, "output"))
+            if keep is not None:
+                y = y[:, keep]
             c, v = (y @ p.T).to(torch.float64), (y * y).sum(dim=1).to(torch.float64)
             cross = c if cross is None else cross + c
             yy = v if yy is None else yy + v
@@ -276,8 +288,9 @@ def fit_layer(layer: nn.Module, stats: LayerStats, *, steps: int = 500, lr: floa
 
 
 def fit_layers(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, *, steps: int = 500,
-               lr: float = 1e-2, batch_size: int = 128, target: str = "output", weighting: str = "bn",
-               progress: bool = False) -> list[dict[str, Any]]:
+               lr: float = 1e-2, batch_size: int = 128, columns: int | None = 32768,
+               target: str = "output", weighting: str = "bn", progress: bool = False
+               ) -> list[dict[str, Any]]:
     """Data-fitted initialisation: fit every tensorial layer of ``student`` to ``teacher``, in forward order.
 
     For each :class:`~tnn.nn.TensorialConv2d` / :class:`~tnn.nn.TensorialLinear` of the student (in the
@@ -303,6 +316,9 @@ def fit_layers(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, *, 
         Adam learning rate (cosine-decayed to 0 over ``steps``).
     batch_size : int
         Images per forward chunk while accumulating statistics (memory bound: one chunk's activations).
+    columns : int or None
+        Columns (image x output position) drawn at random per layer for the statistics; ``None``: all.
+        The statistics cost ``K^2`` per column (``K = S*kh*kw``), the forward passes ``N`` images per layer.
     target : {"output", "dense"}
         ``"output"``: the teacher layer's output on the teacher's own input (corrects accumulated drift);
         ``"dense"``: the teacher's dense layer applied to the student's input.
@@ -334,7 +350,8 @@ def fit_layers(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, *, 
         names = [n for n, _ in tensorial_layers(student)]
         for name in forward_order(student, names, inputs[:1]):
             t0 = time.perf_counter()
-            stats = layer_statistics(student, teacher, name, inputs, batch_size=batch_size, target=target)
+            stats = layer_statistics(student, teacher, name, inputs, batch_size=batch_size, target=target,
+                                     columns=columns)
             t1 = time.perf_counter()
             scale = bn_scale(teacher, name) if weighting == "bn" else None
             before, after = fit_layer(student.get_submodule(name), stats, steps=steps, lr=lr,
