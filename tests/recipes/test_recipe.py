@@ -126,3 +126,17 @@ def test_budget_checks_its_new_fields() -> None:
         Budget("x", steps_per_stage=1, finetune_steps=3, finetune_epochs=1.0)
     line = Budget("x", steps_per_stage=0, finetune_epochs=2.0, distill=True).describe()
     assert "fine-tuning 2 epochs" in line and "distilled" in line
+
+
+def test_data_fitted_initialisation_runs_once_and_is_reported(tmp_path) -> None:
+    teacher = load_teacher("lenet5", None)
+    budget = _budget(fit_samples=16, fit_steps=5, finetune_steps=0)
+    result = compress_and_train(teacher, _data(), "rtt", 0.2, budget, checkpoint_dir=tmp_path)
+    fig = result.figures
+    assert 0.0 <= fig["acc_fit_val"] <= 1.0 and fig["wall_fit_s"] > 0
+    # a resumed run takes the fitted weights from its checkpoint: no second fit
+    again = compress_and_train(teacher, _data(), "rtt", 0.2, budget, checkpoint_dir=tmp_path)
+    assert "acc_fit_val" not in again.figures and again.figures["wall_fit_s"] == 0
+    for (name, a), b in zip(result.student.state_dict().items(), again.student.state_dict().values(),
+                            strict=True):
+        assert torch.equal(a, b), name

@@ -70,6 +70,11 @@ class Budget:
     schedule, warmup : str, float
         Learning-rate schedule of every phase (each stage, and fine-tuning) and its warm-up fraction
         (:func:`tnn.train.schedules.schedule`).
+    fit_samples : int
+        Data-fitted initialisation (:func:`tnn.train.calibrate.fit_layers`) on the first ``fit_samples``
+        training images right after the decomposition (0: none).
+    fit_steps, fit_lr : int, float
+        Adam steps per layer and learning rate of the data-fitted initialisation.
     eval_limit, val_limit : int, optional
         Evaluate on the first ``eval_limit`` test / ``val_limit`` validation images (all if ``None``).
     checkpoint_every : int
@@ -101,6 +106,9 @@ class Budget:
     augment: bool = False
     schedule: str = "constant"
     warmup: float = 0.0
+    fit_samples: int = 0
+    fit_steps: int = 300
+    fit_lr: float = 1e-2
     eval_limit: int | None = None
     val_limit: int | None = None
     checkpoint_every: int = 100
@@ -117,7 +125,7 @@ class Budget:
                 f"(got {self.steps_per_stage!r} and {self.epochs_per_stage!r})"
             )
         positive = ("batch_size", "lr", "finetune_lr", "checkpoint_every", "conv_steps", "conv_eval_every",
-                    "conv_eval_limit", "temperature")
+                    "conv_eval_limit", "temperature", "fit_lr")
         for key in positive:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -128,7 +136,7 @@ class Budget:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or value <= 0):
                 raise ValueError(f"budget {self.name!r}: {key} must be positive or None, got {value!r}")
-        for key in ("val_size", "finetune_steps", "steps_per_stage"):
+        for key in ("val_size", "finetune_steps", "steps_per_stage", "fit_samples", "fit_steps"):
             value = getattr(self, key)
             if value is None and key == "steps_per_stage":
                 continue
@@ -180,7 +188,9 @@ class Budget:
               + (f", distilled (T={self.temperature:g}, alpha={self.alpha:g})" if self.distill else "")
               if ft_budget else "; no fine-tuning")
         test = f"first {self.eval_limit} test images" if self.eval_limit else "all test images"
-        return (f"{self.name}: sequential {stage} per stage, batch {self.batch_size}, Adam {self.lr:g}, "
+        fit = (f"data-fitted initialisation on {self.fit_samples} images ({self.fit_steps} Adam steps per "
+               f"layer, {self.fit_lr:g}); " if self.fit_samples else "")
+        return (f"{self.name}: {fit}sequential {stage} per stage, batch {self.batch_size}, Adam {self.lr:g}, "
                 f"{subset} ({self.val_size} held out for validation), teacher outputs "
                 f"{'cached' if self.cache_teacher else 'recomputed'}{ft}; {test}")
 

@@ -4,6 +4,8 @@
 
 1. ``compress`` the teacher into ``format`` at ``rate`` (factors from decomposing its kernels);
 2. evaluate the compressed network (``acc_init_*``);
+   optionally fit every compressed layer to the teacher's activations (``budget.fit_samples``) and
+   evaluate again (``acc_fit_*``);
 3. sequential training, stage by stage, to the teacher's stage outputs (``budget.steps_per_stage``);
 4. evaluate (``acc_seq_*``);
 5. optional end-to-end fine-tuning, optionally distilled from the teacher (``budget.finetune_*``);
@@ -26,9 +28,11 @@ import torch
 from torch import nn
 
 from tnn.compression import CompressionReport, compress, compressed_metadata
+from tnn.data.batches import fetch_batch
 from tnn.recipes.budgets import Budget
 from tnn.recipes.data import RunData
 from tnn.train import Callback, Checkpointing, History, TeacherCache, evaluate, finetune, sequential_train
+from tnn.train.calibrate import fit_layers
 from tnn.train.loop import steps_for
 from tnn.train.schedules import schedule
 
@@ -49,10 +53,11 @@ class RecipeResult:
     student : nn.Module
         The compressed, trained network (``student.tnn_report`` is its compression report).
     figures : dict
-        ``acc_{init,seq,ft}_{val,test}`` (accuracy after compression, sequential training and
-        fine-tuning on the splits given; absent when not measured), ``acc_final_test``, ``steps_seq``,
-        ``steps_ft``, ``stages``, ``final_stage_loss`` and wall seconds ``wall_{compress,teacher,seq,ft,
-        eval}_s``.
+        ``acc_{init,fit,seq,ft}_{val,test}`` (accuracy after compression, the data-fitted
+        initialisation, sequential training and fine-tuning on the splits given; absent when not
+        measured), ``acc_final_test``, ``steps_seq``,
+        ``steps_ft``, ``stages``, ``final_stage_loss`` and wall seconds ``wall_{compress,fit,teacher,seq,
+        ft,eval}_s``.
     sequential, finetune : History or None
         The training histories of the two phases (``None`` when the budget has none).
     """
@@ -74,6 +79,11 @@ class RecipeResult:
                 merged.steps.extend(h.steps)
                 merged.phases.extend(h.phases)
         return merged
+
+
+def _has_checkpoint(folder: Path | None) -> bool:
+    return folder is not None and any((folder / name).exists()
+                                      for name in (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE))
 
 
 def _accuracy(model: nn.Module, dataset: Any, limit: int | None, device: torch.device) -> float | None:
@@ -190,10 +200,20 @@ def compress_and_train(
         evaluate_at(student, "init")
         say(f"compressed in {format} at rate {rate:g}: achieved {student.tnn_report.achieved_rate:.4f}"
             + "".join(f", {k} {v:.4f}" for k, v in figures.items() if k.startswith("acc_init")))
+        if budget.fit_samples and not (resume and _has_checkpoint(folder)):  # a checkpoint holds the fit
+            t0 = time.perf_counter()
+            n = min(budget.fit_samples, len(data.train))
+            inputs, _ = fetch_batch(data.train, torch.arange(n))
+            fit_layers(student.to(device), teacher.to(device), inputs.to(device), steps=budget.fit_steps,
+                       lr=budget.fit_lr, progress=progress)
+            figures["wall_fit_s"] = round(time.perf_counter() - t0, 2)
+            evaluate_at(student, "fit")
+            say(f"data-fitted initialisation on {n} images in {figures['wall_fit_s']:.0f} s"
+                + "".join(f", {k} {v:.4f}" for k, v in figures.items() if k.startswith("acc_fit")))
     else:
         figures["wall_compress_s"] = 0.0
     student.to(device)
-    initial = {k: v for k, v in figures.items() if k.startswith("acc_init")}  # kept for a resumed run
+    initial = {k: v for k, v in figures.items() if k.startswith(("acc_init", "acc_fit"))}  # for a resumed run
     meta = {**compressed_metadata(model_name, student.tnn_report), **initial, **(metadata or {})}
 
     def checkpointing(name: str, log_name: str) -> Checkpointing | None:
@@ -253,9 +273,10 @@ def compress_and_train(
         evaluate_at(student, "ft")
         say(f"fine-tuning: {len(hist_ft.steps)} steps"
             + "".join(f", {k} {v:.4f}" for k, v in figures.items() if k.startswith("acc_ft")))
-    final = "ft" if result.finetune is not None else "seq" if result.sequential is not None else "init"
+    final = ("ft" if result.finetune is not None else "seq" if result.sequential is not None
+             else "fit" if "acc_fit_test" in figures else "init")
     figures["acc_final_test"] = figures.get(f"acc_{final}_test")
-    for key in ("wall_seq_s", "wall_ft_s", "steps_seq", "stages"):
+    for key in ("wall_fit_s", "wall_seq_s", "wall_ft_s", "steps_seq", "stages"):
         figures.setdefault(key, 0)
     figures["wall_eval_s"] = round(evaluate_at.wall_s, 2)
     return result
