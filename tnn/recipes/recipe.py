@@ -276,6 +276,7 @@ def compress_and_train(
     final = ("ft" if result.finetune is not None else "seq" if result.sequential is not None
              else "fit" if "acc_fit_test" in figures else "init")
     figures["acc_final_test"] = figures.get(f"acc_{final}_test")
+    figures["acc_final_val"] = figures.get(f"acc_{final}_val")
     for key in ("wall_fit_s", "wall_seq_s", "wall_ft_s", "steps_seq", "stages"):
         figures.setdefault(key, 0)
     figures["wall_eval_s"] = round(evaluate_at.wall_s, 2)
