@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
                "wall_s": round(time.perf_counter() - t0, 1),
                **{k: v for k, v in result.figures.items() if k.startswith(("acc_", "steps_", "wall_"))}}
         atomic_write_text(path, json.dumps(row, indent=2) + "\n")
-        print(f"{tag} {name}: validation accuracy {row['acc_final_val']:.4f} in {row['wall_s']:.0f} s", flush=True)
+        print(f"{tag} {name}: validation accuracy {row['acc_final_val']:.4f} in {row['wall_s']:.0f} s",
+              flush=True)
     return 0
 
 
