@@ -79,7 +79,8 @@ def test_compress_then_evaluate_round_trip(capsys, tmp_path, lenet_weights: str)
 def test_train_sequential_and_resume(capsys, tmp_path, lenet_weights: str) -> None:
     out_dir = tmp_path / "t"
     argv = ["train", "--model", "lenet5", "--weights", lenet_weights, "--format", "tk", "--rate", "0.2",
-            "--dataset", "digits", "--steps", "3", "--subset", "64", "--batch-size", "16", "--limit", "30",
+            "--dataset", "digits", "--budget", "smoke", "--finetune-steps", "0", "--val-size", "0",
+            "--steps", "3", "--subset", "64", "--batch-size", "16", "--limit", "30",
             "--checkpoint-every", "2", "--out", str(out_dir), "--json", "--quiet", "--threads", "1"]
     code, out, _ = _run(capsys, *argv)
     assert code == 0

@@ -254,7 +254,7 @@ def test_cli_experiment_runs_and_reruns(tmp_path: Path, capsys: pytest.CaptureFi
 def test_budget_fields_match_cli_overrides() -> None:
     import dataclasses
 
-    from tnn.cli.experiment import OVERRIDES
+    from tnn.cli.common import BUDGET_FLAGS
 
     fields = {f.name for f in dataclasses.fields(Budget)}
-    assert set(OVERRIDES.values()) <= fields
+    assert {field for field, _, _ in BUDGET_FLAGS.values()} <= fields

@@ -22,10 +22,16 @@ from tnn.formats import FORMATS
 from tnn.io import atomic_write_text, to_jsonable
 from tnn.io.preflight import check_output_dir
 from tnn.models import MODELS, get_model
+from tnn.recipes import BUDGETS, Budget, get_budget
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+    """Raw descriptions; defaults shown, except ``None`` (nothing set) and ``False`` (a flag not given)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
 
 
 def command_parser(
@@ -63,12 +69,76 @@ def add_model(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "(a compressed model is rebuilt from its metadata)")
 
 
-def add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
-    """``--dataset``, ``--data-dir``, ``--batch-size``."""
+def add_data(p: argparse.ArgumentParser, required: bool = True, batch_size: bool = True) -> None:
+    """``--dataset``, ``--data-dir`` and (unless a budget sets it) ``--batch-size``."""
     g = p.add_argument_group("data")
     g.add_argument("--dataset", required=required, help=f"dataset name: {', '.join(DATASETS)}")
     g.add_argument("--data-dir", help=f"data root (default: ${DATA_DIR_ENV}); unused by digits/synthetic")
-    g.add_argument("--batch-size", type=int, default=128, help="batch size")
+    if batch_size:
+        g.add_argument("--batch-size", type=int, default=128, help="batch size")
+
+
+#: Flags that override one field of a named budget: flag -> (Budget field, type, help). A flag left out
+#: keeps the budget's value. ``bool`` fields get ``--flag`` / ``--no-flag``.
+BUDGET_FLAGS: dict[str, tuple[str, type, str]] = {
+    "--steps-per-stage": ("steps_per_stage", int, "sequential-training steps per stage (0: none)"),
+    "--epochs-per-stage": ("epochs_per_stage", float, "sequential-training epochs per stage"),
+    "--batch-size": ("batch_size", int, "batch size"),
+    "--lr": ("lr", float, "Adam learning rate of sequential training"),
+    "--subset": ("train_subset", int, "training images used (after the validation hold-out)"),
+    "--val-size": ("val_size", int, "training images held out for validation"),
+    "--fit-samples": ("fit_samples", int, "images of the data-fitted initialisation (0: none)"),
+    "--fit-steps": ("fit_steps", int, "Adam steps per layer of the data-fitted initialisation"),
+    "--fit-lr": ("fit_lr", float, "learning rate of the data-fitted initialisation"),
+    "--finetune-steps": ("finetune_steps", int, "end-to-end fine-tuning steps (0: none)"),
+    "--finetune-epochs": ("finetune_epochs", float, "end-to-end fine-tuning epochs"),
+    "--finetune-lr": ("finetune_lr", float, "Adam learning rate of fine-tuning"),
+    "--distill": ("distill", bool, "fine-tune with distillation from the pretrained model"),
+    "--temperature": ("temperature", float, "distillation temperature"),
+    "--alpha": ("alpha", float, "distillation weight (1 - alpha on cross-entropy)"),
+    "--augment": ("augment", bool, "fine-tune on randomly cropped / flipped images"),
+    "--schedule": ("schedule", str, "learning-rate schedule of every phase: constant | cosine"),
+    "--warmup": ("warmup", float, "warm-up fraction of every phase"),
+    "--cache-teacher": ("cache_teacher", bool, "cache the pretrained stage outputs (float16)"),
+    "--eval-limit": ("eval_limit", int, "test images evaluated"),
+    "--val-limit": ("val_limit", int, "validation images evaluated"),
+    "--checkpoint-every": ("checkpoint_every", int, "steps between checkpoints"),
+    "--image-size": ("image_size", int, "crop size of image-folder datasets"),
+    "--resize": ("resize", int, "shorter-side size of image-folder datasets"),
+    "--conv-steps": ("conv_steps", int, "convergence: total steps per method"),
+    "--conv-eval-every": ("conv_eval_every", int, "convergence: steps between evaluations"),
+    "--conv-eval-limit": ("conv_eval_limit", int, "convergence: test images per evaluation"),
+}
+
+
+def add_budget(p: argparse.ArgumentParser, default: str, aliases: dict[str, str] | None = None,
+               skip: tuple[str, ...] = ()) -> None:
+    """``--budget NAME`` and the override flags of :data:`BUDGET_FLAGS` (``aliases``: extra spellings,
+    e.g. ``{"--steps-per-stage": "--steps"}``; ``skip``: flags the command does not offer)."""
+    g = p.add_argument_group("budget", f"a named budget ({', '.join(BUDGETS)}) and overrides of its fields "
+                                       "(default: the budget's value)")
+    g.add_argument("--budget", choices=tuple(BUDGETS), default=default, help="named training budget")
+    for flag, (field, kind, text) in BUDGET_FLAGS.items():
+        if flag in skip:
+            continue
+        names = [flag] + ([aliases[flag]] if aliases and flag in aliases else [])
+        if kind is bool:
+            g.add_argument(*names, dest=field, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            g.add_argument(*names, dest=field, type=kind, default=None, help=text)
+
+
+def budget_from_args(args: argparse.Namespace, model: str) -> Budget:
+    """The budget ``--budget`` for ``model`` with the given override flags applied."""
+    overrides = {field: getattr(args, field, None) for field, _, _ in BUDGET_FLAGS.values()}
+    if overrides["steps_per_stage"] is not None and overrides["epochs_per_stage"] is not None:
+        raise CLIError("give at most one of --steps-per-stage and --epochs-per-stage")
+    if overrides["finetune_steps"] is not None and overrides["finetune_epochs"] is not None:
+        raise CLIError("give at most one of --finetune-steps and --finetune-epochs")
+    for field, value in overrides.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise CLIError(f"--{field.replace('_', '-')} must not be negative, got {value}")
+    return get_budget(args.budget, model, **overrides)
 
 
 def add_compression(p: argparse.ArgumentParser, required: bool = False) -> None:

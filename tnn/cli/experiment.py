@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -12,16 +11,6 @@ from tnn.cli import common
 from tnn.cli.errors import CLIError
 from tnn.experiments import run_convergence, run_experiment
 from tnn.formats import FORMATS
-from tnn.recipes import BUDGETS, get_budget
-
-#: Flags that override fields of the named budget (flag dest -> Budget field).
-OVERRIDES = {
-    "steps_per_stage": "steps_per_stage", "epochs_per_stage": "epochs_per_stage", "batch_size": "batch_size",
-    "lr": "lr", "subset": "train_subset", "val_size": "val_size", "finetune_steps": "finetune_steps",
-    "finetune_lr": "finetune_lr", "eval_limit": "eval_limit", "val_limit": "val_limit",
-    "image_size": "image_size", "resize": "resize", "conv_steps": "conv_steps",
-    "conv_eval_every": "conv_eval_every", "conv_eval_limit": "conv_eval_limit",
-}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -53,27 +42,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--data-dir", help="data root (default: $TNN_DATA_DIR)")
     g.add_argument("--formats", nargs="+", default=["all"], help="formats, or 'all' for every format")
     g.add_argument("--rates", nargs="+", type=float, required=True, help="target compression rates")
-    g.add_argument("--budget", choices=tuple(BUDGETS), default="cpu", help="named training budget")
     g.add_argument("--exclude", nargs="+", metavar="GLOB",
                    help="layers kept dense in every format (e.g. the classifier: fc2, linear, fc)")
     g.add_argument("--max-cells", type=int, help="compute at most this many unfinished cells, then stop")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
-    o = p.add_argument_group("budget overrides (default: the named budget's value)")
-    o.add_argument("--steps-per-stage", type=int)
-    o.add_argument("--epochs-per-stage", type=float)
-    o.add_argument("--batch-size", type=int)
-    o.add_argument("--lr", type=float, help="Adam learning rate of sequential training")
-    o.add_argument("--subset", type=int, help="training images used (after the validation hold-out)")
-    o.add_argument("--val-size", type=int, help="training images held out for validation")
-    o.add_argument("--finetune-steps", type=int)
-    o.add_argument("--finetune-lr", type=float)
-    o.add_argument("--eval-limit", type=int, help="test images evaluated")
-    o.add_argument("--val-limit", type=int, help="validation images evaluated")
-    o.add_argument("--image-size", type=int, help="crop size of image-folder datasets")
-    o.add_argument("--resize", type=int, help="shorter-side size of image-folder datasets")
-    o.add_argument("--conv-steps", type=int, help="convergence: total steps per method")
-    o.add_argument("--conv-eval-every", type=int, help="convergence: steps between evaluations")
-    o.add_argument("--conv-eval-limit", type=int, help="convergence: test images per evaluation")
+    common.add_budget(p, default="cpu")
     common.add_output(p, required=True)
     common.add_common(p)
     return p
@@ -96,10 +69,7 @@ def run(args: argparse.Namespace) -> int:
     common.check_positive(args.threads, "--threads")
     if args.threads:
         torch.set_num_threads(args.threads)
-    overrides: dict[str, Any] = {field: getattr(args, dest) for dest, field in OVERRIDES.items()}
-    if overrides["steps_per_stage"] is not None and overrides["epochs_per_stage"] is not None:
-        raise CLIError("give at most one of --steps-per-stage and --epochs-per-stage")
-    budget = get_budget(args.budget, args.model, **overrides)
+    budget = common.budget_from_args(args, args.model)
     device = common.device_of(args)
     torch.manual_seed(args.seed)
     if args.study == "convergence":

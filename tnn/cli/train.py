@@ -1,5 +1,5 @@
-"""``tnn train``: sequential (data-reconstruction) training of a compressed model, fine-tuning, or
-plain training of a dense model; checkpoints, ``--resume`` and ``torchrun`` data parallelism."""
+"""``tnn train``: compress a pretrained model and train it with the recipe under a named budget, or
+train a dense model; checkpoints, ``--resume`` and ``torchrun`` data parallelism."""
 
 from __future__ import annotations
 
@@ -16,69 +16,50 @@ from tnn.compression import compressed_metadata, rebuild_model, save_model
 from tnn.data.subsets import IndexSubset
 from tnn.io import load_checkpoint
 from tnn.models import model_info
-from tnn.recipes import CHECKPOINT_FINETUNE, CHECKPOINT_SEQUENTIAL, Budget, RunData, compress_and_train
+from tnn.recipes import CHECKPOINT_FINETUNE, CHECKPOINT_SEQUENTIAL, RunData, compress_and_train, load_run_data
 from tnn.train import Checkpointing, evaluate, finetune
 from tnn.train import distributed as D
+
+DEFAULT_BUDGET = "long"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = common.command_parser(
         subparsers,
         "train",
-        "sequential training / fine-tuning of a compressed (or dense) model",
-        "With --format: compress --model (pretrained --weights) into a TNN, then train it stage by stage\n"
-        "to reproduce the pretrained network's stage outputs (MSE, batch norm frozen, Adam; budget\n"
-        "--epochs/--steps PER STAGE), then optionally fine-tune end to end (--finetune-epochs/-steps,\n"
-        "with --distill for knowledge distillation). Without --format: train the dense model with\n"
-        "cross-entropy (budget --epochs/--steps in total).\n"
+        "compress a pretrained model and train it (the default recipe), or train a dense model",
+        "With --format: compress --model (pretrained --weights) into a TNN and train it with the library's\n"
+        f"compress-and-train recipe under the named --budget (default {DEFAULT_BUDGET!r}): data-fitted\n"
+        "initialisation of every compressed layer on training images, sequential training stage by stage\n"
+        "(MSE to the pretrained stage outputs), end-to-end fine-tuning distilled from the pretrained\n"
+        "network, as the budget says; the override flags change single fields (--steps/--epochs: per\n"
+        "stage). The budget's validation images are held out of training. Without --format: train the\n"
+        "dense model with cross-entropy (--steps/--epochs in total, --lr, --batch-size).\n"
         "Checkpoints are written atomically to OUT every --checkpoint-every steps; --resume continues an\n"
         "interrupted run exactly. Data-parallel: torchrun --nproc_per_node N -m tnn train ...\n"
         "Outputs: OUT/model.pt, OUT/log.jsonl, OUT/log.csv, OUT/summary.json.",
-        "  tnn train --model lenet5 --dataset digits --epochs 10 --out runs/lenet5\n"
-        "  tnn train --model resnet32 --weights r32.th --format rtt --rate 0.1 --dataset cifar10 \\\n"
-        "            --data-dir data --steps 300 --subset 5000 --cache-teacher --out runs/rtt\n"
-        "  tnn train ... --out runs/rtt --resume          # continue after an interruption\n"
+        "  tnn train --model resnet32 --weights r32.th --format rcp --rate 0.1 --dataset cifar10 \\\n"
+        "            --data-dir data --out runs/rcp                # the default recipe\n"
+        "  tnn train ... --budget cpu --steps 300 --subset 5000 --out runs/rtt   # a shorter budget\n"
+        "  tnn train ... --out runs/rcp --resume                    # continue after an interruption\n"
+        "  tnn train --model lenet5 --dataset digits --epochs 10 --out runs/lenet5   # dense training\n"
         "  torchrun --nproc_per_node 2 -m tnn train --model lenet5 --dataset digits --epochs 5 --out ddp",
     )
     common.add_model(p)
     common.add_compression(p)
-    common.add_data(p)
+    common.add_data(p, batch_size=False)
+    common.add_budget(p, default=DEFAULT_BUDGET,
+                      aliases={"--steps-per-stage": "--steps", "--epochs-per-stage": "--epochs",
+                               "--eval-limit": "--limit"},
+                      skip=("--conv-steps", "--conv-eval-every", "--conv-eval-limit"))
     g = p.add_argument_group("training")
-    budget = g.add_mutually_exclusive_group()
-    budget.add_argument("--epochs", type=float, help="epochs (per stage for sequential training)")
-    budget.add_argument("--steps", type=int, help="optimisation steps (per stage for sequential training)")
-    g.add_argument("--lr", type=float, default=1e-3, help="learning rate (Adam)")
     g.add_argument(
         "--stages",
         nargs="+",
         metavar="MODULE",
         help="stage-boundary module names for sequential training (default: the model's stages)",
     )
-    g.add_argument(
-        "--cache-teacher",
-        action="store_true",
-        help="cache the pretrained stage outputs (float16) instead of recomputing them",
-    )
-    g.add_argument("--subset", type=int, help="train on the first N training images only")
-    g.add_argument("--augment", action="store_true", help="data augmentation (random crop / flip)")
-    ft = g.add_mutually_exclusive_group()
-    ft.add_argument(
-        "--finetune-epochs", type=float, help="end-to-end fine-tuning epochs (after sequential training)"
-    )
-    ft.add_argument(
-        "--finetune-steps", type=int, help="end-to-end fine-tuning steps after sequential training"
-    )
-    g.add_argument("--finetune-lr", type=float, default=1e-4, help="fine-tuning learning rate (Adam)")
-    g.add_argument(
-        "--distill", action="store_true", help="fine-tune with distillation from the pretrained model"
-    )
-    g.add_argument("--temperature", type=float, default=4.0, help="distillation temperature")
-    g.add_argument(
-        "--alpha", type=float, default=0.9, help="distillation weight (1 - alpha on cross-entropy)"
-    )
     g.add_argument("--eval-stages", action="store_true", help="evaluate test accuracy after every stage")
-    g.add_argument("--limit", type=int, help="evaluate on the first N test images only")
-    g.add_argument("--checkpoint-every", type=int, default=100, help="steps between checkpoints")
     g.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
     common.add_output(p, required=True)
     common.add_threads(p)
@@ -89,43 +70,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _validate(args: argparse.Namespace) -> None:
     common.check_format(args.format)
     common.check_rate(args.rate)
-    for flag in (
-        "epochs",
-        "steps",
-        "lr",
-        "subset",
-        "finetune_epochs",
-        "finetune_steps",
-        "finetune_lr",
-        "limit",
-        "checkpoint_every",
-        "batch_size",
-        "temperature",
-    ):
-        common.check_positive(getattr(args, flag), "--" + flag.replace("_", "-"))
-    if args.epochs is None and args.steps is None:
-        raise CLIError("give a training budget: --epochs N or --steps N")
-    if args.format is None and (args.stages or args.cache_teacher):
-        raise CLIError("--stages and --cache-teacher apply to sequential training, which needs --format")
-    if args.cache_teacher and args.augment:
-        raise CLIError("--cache-teacher needs un-augmented inputs; drop --augment")
-    if args.distill and args.format is None and not args.weights:
-        raise CLIError("--distill needs a pretrained teacher (--weights)")
-    if args.format is not None and not args.weights:
+    if args.format is None:
+        if args.steps_per_stage is None and args.epochs_per_stage is None:
+            raise CLIError("give a training budget: --epochs N or --steps N")
+        if args.stages:
+            raise CLIError("--stages applies to sequential training, which needs --format")
+        if args.distill and not args.weights:
+            raise CLIError("--distill needs a pretrained teacher (--weights)")
+    elif not args.weights:
         raise CLIError("compressing needs pretrained weights: give --weights")
-    if not 0.0 <= args.alpha <= 1.0:
-        raise CLIError(f"--alpha must be in [0, 1], got {args.alpha}")
-
-
-def _budget(args: argparse.Namespace) -> Budget:
-    """The flags as a :class:`Budget` of the compress-and-train recipe."""
-    return Budget(
-        "cli", steps_per_stage=args.steps, epochs_per_stage=args.epochs, batch_size=args.batch_size,
-        lr=args.lr, val_size=0, cache_teacher=args.cache_teacher, finetune_steps=args.finetune_steps or 0,
-        finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr, distill=args.distill,
-        temperature=args.temperature, alpha=args.alpha, eval_limit=args.limit,
-        checkpoint_every=args.checkpoint_every,
-    )
 
 
 def _resumed_student(args: argparse.Namespace, out_dir: Path) -> tuple[Any, dict[str, Any]]:
@@ -150,10 +103,16 @@ def run(args: argparse.Namespace) -> int:
     teacher, meta = common.load_model(args)
     if meta.get("plan"):
         raise CLIError(f"--weights {args.weights} is a compressed model; give the dense pretrained weights")
-    train = common.load_data(args, "train", augment=args.augment)
-    if args.subset:
-        train = IndexSubset(train, torch.arange(min(args.subset, len(train))))
-    test = common.load_data(args, "test")
+    if args.format is not None:
+        budget = common.budget_from_args(args, args.model)
+        data = load_run_data(args.model, args.dataset, budget, args.data_dir, seed=args.seed)
+        limit = budget.eval_limit
+    else:
+        train = common.load_data(args, "train", augment=bool(args.augment))
+        if args.train_subset:
+            train = IndexSubset(train, torch.arange(min(args.train_subset, len(train))))
+        data = RunData(train=train, test=common.load_data(args, "test"))
+        limit = args.eval_limit
     out_dir = Path(args.out)
     if args.resume and not out_dir.is_dir():
         raise CLIError(f"--resume: {args.out} does not exist (nothing to resume)")
@@ -166,15 +125,16 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with common.output_dir(args.out if main else None, keep_on_interrupt=True):
         if args.format is not None:
-            pretrained = evaluate(teacher, test, limit=args.limit, device=device)
+            pretrained = evaluate(teacher, data.test, limit=limit, device=device)
             summary["accuracy_pretrained"] = pretrained["accuracy"]
             student, saved = _resumed_student(args, out_dir)
+            out(f"budget {budget.describe()}")
             result = compress_and_train(
-                teacher, RunData(train=train, test=test), args.format, args.rate, _budget(args),
+                teacher, data, args.format, args.rate, budget,
                 model_name=args.model, include=args.include, exclude=args.exclude,
                 input_shape=model_info(args.model).input_shape, stages=args.stages, student=student,
                 checkpoint_dir=out_dir, resume=args.resume, write_logs=main,
-                metadata={k: v for k, v in saved.items() if k.startswith("acc_init")},
+                metadata={k: v for k, v in saved.items() if k.startswith(("acc_init", "acc_fit"))},
                 eval_each_stage=args.eval_stages, seed=args.seed, device=device, progress=not args.quiet,
             )
             model, fig, report = result.student, result.figures, result.report
@@ -193,16 +153,17 @@ def run(args: argparse.Namespace) -> int:
             torch.manual_seed(args.seed)
             model, metadata = teacher, {"model": args.model}
             hist = finetune(
-                model, train, teacher=teacher if args.distill else None, temperature=args.temperature,
-                alpha=args.alpha, steps=args.steps, epochs=args.epochs, batch_size=args.batch_size,
-                optimizer="adam", lr=args.lr, seed=args.seed, device=device,
-                checkpoint=Checkpointing(out_dir / CHECKPOINT_FINETUNE, every=args.checkpoint_every,
+                model, data.train, teacher=teacher if args.distill else None,
+                temperature=args.temperature or 4.0, alpha=0.9 if args.alpha is None else args.alpha,
+                steps=args.steps_per_stage, epochs=args.epochs_per_stage, batch_size=args.batch_size or 128,
+                optimizer="adam", lr=args.lr or 1e-3, seed=args.seed, device=device,
+                checkpoint=Checkpointing(out_dir / CHECKPOINT_FINETUNE, every=args.checkpoint_every or 100,
                                          resume=args.resume, metadata=metadata,
                                          log_path=out_dir / "log-finetune.jsonl" if main else None),
                 progress=not args.quiet,
             )
             summary["accuracy_finetuned"] = summary["accuracy"] = evaluate(
-                model, test, limit=args.limit, device=device)["accuracy"]
+                model, data.test, limit=limit, device=device)["accuracy"]
         summary["wall_s"] = round(time.perf_counter() - t0, 3)
         summary["steps"] = len(hist.steps)
         if main:

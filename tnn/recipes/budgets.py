@@ -219,6 +219,14 @@ BUDGETS: dict[str, dict[str, Budget]] = {
                            val_size=500, val_limit=500, eval_limit=1000, cache_teacher=True,
                            checkpoint_every=10, image_size=224, resize=256),
     },
+    "long": {
+        "lenet5": Budget("long", fit_samples=1024, steps_per_stage=100, batch_size=128, lr=1e-2,
+                         val_size=5000, val_limit=1000, cache_teacher=True, finetune_epochs=2.0,
+                         finetune_lr=1e-3, distill=True, schedule="cosine", warmup=0.05, checkpoint_every=100),
+        "*": Budget("long", fit_samples=512, fit_steps=300, steps_per_stage=0, batch_size=128, lr=3e-3,
+                    val_size=5000, val_limit=1000, cache_teacher=True, finetune_steps=2000, finetune_lr=1e-3,
+                    distill=True, augment=True, schedule="cosine", warmup=0.05, checkpoint_every=50),
+    },
     "demo": {
         "*": Budget("demo", steps_per_stage=40, batch_size=64, lr=1e-3, val_size=0, cache_teacher=True,
                     checkpoint_every=100),

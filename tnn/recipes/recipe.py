@@ -191,6 +191,8 @@ def compress_and_train(
     figures: dict[str, Any] = {}
     evaluate_at = _Evaluator(data, budget, device, figures)
     folder = Path(checkpoint_dir) if checkpoint_dir is not None else None
+    if folder is not None:
+        folder.mkdir(parents=True, exist_ok=True)
     if student is None:
         torch.manual_seed(seed)
         t0 = time.perf_counter()
