@@ -29,6 +29,7 @@ from torch import nn
 
 from tnn.compression import CompressionReport, compress, compressed_metadata
 from tnn.data.batches import fetch_batch
+from tnn.io import load_checkpoint
 from tnn.recipes.budgets import Budget
 from tnn.recipes.data import RunData
 from tnn.train import Callback, Checkpointing, History, TeacherCache, evaluate, finetune, sequential_train
@@ -81,9 +82,13 @@ class RecipeResult:
         return merged
 
 
-def _has_checkpoint(folder: Path | None) -> bool:
-    return folder is not None and any((folder / name).exists()
-                                      for name in (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE))
+def _checkpoint_metadata(folder: Path | None) -> dict[str, Any]:
+    """The metadata of the first phase checkpoint in ``folder`` (empty when there is none)."""
+    for name in (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE):
+        if folder is not None and (folder / name).exists():
+            meta = load_checkpoint(folder / name).get("metadata")
+            return dict(meta) if isinstance(meta, dict) else {"resumed": True}
+    return {}
 
 
 def _accuracy(model: nn.Module, dataset: Any, limit: int | None, device: torch.device) -> float | None:
@@ -202,7 +207,10 @@ def compress_and_train(
         evaluate_at(student, "init")
         say(f"compressed in {format} at rate {rate:g}: achieved {student.tnn_report.achieved_rate:.4f}"
             + "".join(f", {k} {v:.4f}" for k, v in figures.items() if k.startswith("acc_init")))
-        if budget.fit_samples and not (resume and _has_checkpoint(folder)):  # a checkpoint holds the fit
+        saved = _checkpoint_metadata(folder) if resume else {}
+        if saved:  # the checkpoint holds the fitted weights and the figures measured after the fit
+            figures.update({k: v for k, v in saved.items() if k.startswith("acc_fit")})
+        elif budget.fit_samples:
             t0 = time.perf_counter()
             n = min(budget.fit_samples, len(data.train))
             inputs, _ = fetch_batch(data.train, torch.arange(n))
@@ -276,7 +284,7 @@ def compress_and_train(
         say(f"fine-tuning: {len(hist_ft.steps)} steps"
             + "".join(f", {k} {v:.4f}" for k, v in figures.items() if k.startswith("acc_ft")))
     final = ("ft" if result.finetune is not None else "seq" if result.sequential is not None
-             else "fit" if "acc_fit_test" in figures else "init")
+             else "fit" if any(k.startswith("acc_fit") for k in figures) else "init")
     figures["acc_final_test"] = figures.get(f"acc_{final}_test")
     figures["acc_final_val"] = figures.get(f"acc_{final}_val")
     for key in ("wall_fit_s", "wall_seq_s", "wall_ft_s", "steps_seq", "stages"):
