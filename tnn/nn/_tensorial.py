@@ -170,6 +170,50 @@ class TensorialLayer(nn.Module):
         """The dense kernel ``(T, S/g, kh, kw)`` / weight ``(T, S)`` of the factors (differentiable)."""
         return self.format_object.reconstruct(list(self.factors), self.geometry, self.ranks)
 
+    # ------------------------------------------------------------------ dense counterpart
+    #: The dense module a layer of this class replaces (``nn.Conv2d`` / ``nn.Linear``).
+    DENSE: type[nn.Module] = nn.Module
+
+    @staticmethod
+    def _dense_arguments(module: Any) -> dict[str, Any]:
+        """The constructor arguments the dense module and its tensorial copy share (shape, bias, ...)."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_dense(
+        cls,
+        module: nn.Module,
+        format: str = "rtt",
+        rate: float | None = None,
+        rank: int | Sequence[int] | None = None,
+        init: str | None = "decompose",
+        *,
+        m: int | None = None,
+    ) -> Any:
+        """A tensorial copy of ``module`` (an instance of :attr:`DENSE`) at ``rate`` or ``rank``.
+
+        ``init="decompose"`` (default) sets the factors by decomposing the pretrained kernel in the format
+        (:meth:`tnn.formats.Format.decompose`, computed in float64); ``init="random"`` keeps the
+        variance-preserving random factors. The bias is copied in both cases.
+        """
+        if not isinstance(module, cls.DENSE):
+            raise TypeError(f"{cls.__name__}.from_dense expects an nn.{cls.DENSE.__name__}, "
+                            f"got {type(module).__name__}")
+        layer = cls(**cls._dense_arguments(module), format=format, rate=rate, rank=rank, m=m,
+                    device=module.weight.device, dtype=module.weight.dtype)
+        layer._load_dense(module, init)
+        return layer
+
+    def to_dense(self) -> nn.Module:
+        """A :attr:`DENSE` module computing the same function (kernel reconstructed from the factors)."""
+        ref = self.factors[0]
+        dense = self.DENSE(**self._dense_arguments(self), device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            dense.weight.copy_(self.dense_weight())
+            if self.bias is not None:
+                dense.bias.copy_(self.bias)
+        return dense
+
     def _load_dense(self, module: nn.Module, init: str | None) -> None:
         init = "decompose" if init is None else init
         if init not in INITS:

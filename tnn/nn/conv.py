@@ -115,68 +115,16 @@ class TensorialConv2d(TensorialLayer):
         # padding applied by F.pad (left, right, top, bottom) and the symmetric rest left to the conv
         self._pre_pad, self._conv_pad = self._split_padding()
 
-    # ------------------------------------------------------------------ construction
-    @classmethod
-    def from_dense(
-        cls,
-        module: nn.Conv2d,
-        format: str = "rtt",
-        rate: float | None = None,
-        rank: int | Sequence[int] | None = None,
-        init: str | None = "decompose",
-        *,
-        m: int | None = None,
-    ) -> TensorialConv2d:
-        """A tensorial copy of ``module`` (an ``nn.Conv2d``) at ``rate`` or ``rank``.
+    # ------------------------------------------------------------------ dense counterpart
+    DENSE = nn.Conv2d
 
-        ``init="decompose"`` (default) sets the factors by decomposing the pretrained kernel in the format
-        (:meth:`tnn.formats.Format.decompose`, computed in float64); ``init="random"`` keeps the
-        variance-preserving random factors. The bias is copied in both cases.
-        """
-        if not isinstance(module, nn.Conv2d):
-            raise TypeError(f"TensorialConv2d.from_dense expects an nn.Conv2d, got {type(module).__name__}")
+    @staticmethod
+    def _dense_arguments(module: nn.Conv2d) -> dict[str, Any]:
         padding = module.padding if isinstance(module.padding, str) else tuple(module.padding)
-        layer = cls(
-            module.in_channels,
-            module.out_channels,
-            tuple(module.kernel_size),
-            format=format,
-            rate=rate,
-            rank=rank,
-            stride=tuple(module.stride),
-            padding=padding,
-            dilation=tuple(module.dilation),
-            groups=module.groups,
-            bias=module.bias is not None,
-            padding_mode=module.padding_mode,
-            m=m,
-            device=module.weight.device,
-            dtype=module.weight.dtype,
-        )
-        layer._load_dense(module, init)
-        return layer
-
-    def to_dense(self) -> nn.Conv2d:
-        """An ``nn.Conv2d`` computing the same function (kernel reconstructed from the factors)."""
-        ref = self.factors[0]
-        conv = nn.Conv2d(
-            self.in_channels,
-            self.out_channels,
-            self.kernel_size,
-            stride=self.stride,
-            padding=self.padding,
-            dilation=self.dilation,
-            groups=self.groups,
-            bias=self.bias is not None,
-            padding_mode=self.padding_mode,
-            device=ref.device,
-            dtype=ref.dtype,
-        )
-        with torch.no_grad():
-            conv.weight.copy_(self.dense_weight())
-            if self.bias is not None:
-                conv.bias.copy_(self.bias)
-        return conv
+        return {"in_channels": module.in_channels, "out_channels": module.out_channels,
+                "kernel_size": tuple(module.kernel_size), "stride": tuple(module.stride), "padding": padding,
+                "dilation": tuple(module.dilation), "groups": module.groups, "bias": module.bias is not None,
+                "padding_mode": module.padding_mode}
 
     # ------------------------------------------------------------------ shapes and options
     def _split_padding(self) -> tuple[tuple[int, int, int, int] | None, tuple[int, int]]:

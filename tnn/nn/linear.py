@@ -56,49 +56,12 @@ class TensorialLinear(TensorialLayer):
         geometry = fmt.geometry(self.out_features, self.in_features, (), 1, m)
         self._setup(geometry, fmt, rate, rank, bias, {"device": device, "dtype": dtype})
 
-    @classmethod
-    def from_dense(
-        cls,
-        module: nn.Linear,
-        format: str = "rtt",
-        rate: float | None = None,
-        rank: int | Sequence[int] | None = None,
-        init: str | None = "decompose",
-        *,
-        m: int | None = None,
-    ) -> TensorialLinear:
-        """A tensorial copy of ``module`` (an ``nn.Linear``); see :meth:`TensorialConv2d.from_dense`."""
-        if not isinstance(module, nn.Linear):
-            raise TypeError(f"TensorialLinear.from_dense expects an nn.Linear, got {type(module).__name__}")
-        layer = cls(
-            module.in_features,
-            module.out_features,
-            format=format,
-            rate=rate,
-            rank=rank,
-            bias=module.bias is not None,
-            m=m,
-            device=module.weight.device,
-            dtype=module.weight.dtype,
-        )
-        layer._load_dense(module, init)
-        return layer
+    DENSE = nn.Linear
 
-    def to_dense(self) -> nn.Linear:
-        """An ``nn.Linear`` computing the same function."""
-        ref = self.factors[0]
-        lin = nn.Linear(
-            self.in_features,
-            self.out_features,
-            bias=self.bias is not None,
-            device=ref.device,
-            dtype=ref.dtype,
-        )
-        with torch.no_grad():
-            lin.weight.copy_(self.dense_weight())
-            if self.bias is not None:
-                lin.bias.copy_(self.bias)
-        return lin
+    @staticmethod
+    def _dense_arguments(module: nn.Linear) -> dict[str, Any]:
+        return {"in_features": module.in_features, "out_features": module.out_features,
+                "bias": module.bias is not None}
 
     def _batched_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(shape) == 0 or shape[-1] != self.in_features:
