@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tnn.experiments.data import IndexSubset, split_indices
 
 from tnn.compression import compress
 from tnn.data import get_dataset
+from tnn.data.batches import fetch_batch
+from tnn.data.subsets import IndexSubset, split_indices
 from tnn.models import get_model, load_pretrained
 from tnn.train import evaluate
-from tnn.train.batches import fetch_batch
 from tnn.train.calibrate import fit_layers
 
 
