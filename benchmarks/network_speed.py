@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import time
 import warnings
 from collections.abc import Callable
@@ -37,6 +36,7 @@ from torch.profiler import ProfilerActivity, profile
 from tnn.compression import compress
 from tnn.formats import FORMATS
 from tnn.models import get_model
+from tnn.nn.inference import median_times
 
 # operator name fragments -> category of the profile breakdown (first match wins)
 CATEGORIES = (
@@ -46,19 +46,6 @@ CATEGORIES = (
     ("batch_norm", ("batch_norm",)),
     ("elementwise", ("add", "mul", "relu", "clamp", "sum", "mean", "fill_", "zero_")),
 )
-
-
-def _median_times(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
-    """Median of ``reps`` runs of each function (seconds), repetitions interleaved across functions."""
-    for fn in fns.values():
-        fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            samples[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in samples.items()}
 
 
 def _infer(model: nn.Module, x: torch.Tensor) -> Callable[[], object]:
@@ -153,7 +140,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             x = torch.randn(batch, 3, 32, 32)
             for name, m in models.items():
                 _prepare(m, x, args.prepare if name != "dense" else "eval")
-            times = _median_times({k: _infer(m, x) for k, m in models.items()}, args.reps)
+            times = median_times({k: _infer(m, x) for k, m in models.items()}, args.reps)
             for k, t in times.items():
                 row = {"threads": threads, "batch": batch, "model": k, "ms": 1e3 * t, "ratio": t / times["dense"]}
                 result["inference"].append(row)
@@ -170,7 +157,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             y = torch.randint(0, 10, (args.train_batch,))
             for m in models.values():
                 m.train()
-            times = _median_times({k: _step(m, x, y) for k, m in models.items()}, args.reps)
+            times = median_times({k: _step(m, x, y) for k, m in models.items()}, args.reps)
             cp = next((t for k, t in times.items() if k.startswith("cp@")), None)
             for k, t in times.items():
                 row = {"threads": threads, "batch": args.train_batch, "model": k, "ms": 1e3 * t,

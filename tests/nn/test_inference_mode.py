@@ -21,6 +21,16 @@ def _conv(fmt: str) -> TensorialConv2d:
     return TensorialConv2d(8, 8, 3, format=fmt, rate=0.3, padding=1, dtype=torch.float64).eval()
 
 
+def _warm_dense(fmt: str, shape: tuple[int, ...]) -> tuple[TensorialConv2d, torch.Tensor]:
+    """A layer forced to the cached-kernel evaluation for ``shape``, called once without autograd."""
+    layer = _conv(fmt)
+    x = torch.randn(shape, dtype=torch.float64)
+    layer.set_inference_mode(x.shape, "dense")
+    with torch.no_grad():
+        layer(x)
+    return layer, x
+
+
 def _sgd_step(layer: nn.Module, x: torch.Tensor) -> None:
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     layer.train()
@@ -78,21 +88,13 @@ def test_cache_invalidated_by_load_state_dict_and_in_place_edits():
 
 
 def test_grad_mode_rebuilds_and_differentiates_through_the_factors():
-    layer = _conv("rtt")
-    x = torch.randn(2, 8, 5, 5, dtype=torch.float64)
-    layer.set_inference_mode(x.shape, "dense")
-    with torch.no_grad():
-        layer(x)
+    layer, x = _warm_dense("rtt", (2, 8, 5, 5))
     layer(x).sum().backward()
     assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in layer.factors)
 
 
 def test_copies_and_pickles_drop_the_cache():
-    layer = _conv("cp")
-    x = torch.randn(1, 8, 4, 4, dtype=torch.float64)
-    layer.set_inference_mode(x.shape, "dense")
-    with torch.no_grad():
-        layer(x)
+    layer, x = _warm_dense("cp", (1, 8, 4, 4))
     for clone in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
         assert clone._kernel_cache is None
         with torch.no_grad():

@@ -45,6 +45,10 @@ INITS = ("decompose", "random")
 #: is compute-bound. The value is a rough CPU roofline (one float32 element written, permuted and read
 #: again costs about as long as 100-300 FLOPs of a well-blocked convolution); see docs/benchmarks.md.
 ELEMENT_COST = 256.0
+#: Cost, in FLOPs, charged per torch call (pairwise step) when choosing the evaluation without autograd:
+#: a call costs tens of microseconds of dispatch and Python whatever its size (a few MFLOPs of a dense
+#: convolution on one CPU core), which decides small inputs (batch 1) and is noise at batch 128.
+STEP_COST = 3.0e6
 EVALUATIONS = ("auto", "factors", "dense")
 
 
@@ -67,7 +71,8 @@ class Plan:
         The evaluation used without autograd, where the ``"dense"`` one reuses a cached kernel (its
         cost, :attr:`cached_dense_cost`, excludes the reconstruction).
     cached_dense_cost : float
-        :attr:`dense_cost` without the kernel reconstruction.
+        :attr:`dense_cost` without the kernel reconstruction. Both evaluations are charged
+        :data:`STEP_COST` per torch call in that comparison.
     """
 
     mode: str
@@ -310,10 +315,11 @@ class TensorialLayer(nn.Module):
         kernel_size = math.prod(self.geometry.weight_shape)
         out_size = dense.steps[-1].size if dense.steps else dense.largest_intermediate
         dense_cost = dense_flops + ELEMENT_COST * (sum(st.size for st in rec.steps) + kernel_size + out_size)
-        cached_cost = int(dense.opt_flops) + ELEMENT_COST * out_size
+        cached_cost = int(dense.opt_flops) + ELEMENT_COST * out_size + STEP_COST
         if self._evaluation == "auto":
             mode = "factors" if factors_cost <= dense_cost else "dense"
-            inference = "factors" if factors_cost <= cached_cost else "dense"
+            per_call = factors_cost + STEP_COST * len(info.steps)
+            inference = "factors" if per_call <= cached_cost else "dense"
         else:
             mode = inference = self._evaluation
         # the plan of conv_einsum_path above is cached: this only wraps it

@@ -19,7 +19,7 @@ from torch import nn
 
 from tnn.nn._tensorial import TensorialLayer
 
-__all__ = ["optimize_for_inference", "INFERENCE_MODES"]
+__all__ = ["optimize_for_inference", "median_times", "INFERENCE_MODES"]
 
 INFERENCE_MODES = ("factors", "dense")
 #: timing budget per evaluation and cap on repetitions of :func:`optimize_for_inference`
@@ -27,7 +27,7 @@ MIN_SECONDS = 0.02
 MAX_REPS = 50
 
 
-def _median_times(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
+def median_times(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, float]:
     """Median wall time of each function over interleaved runs, after one warm-up run each.
 
     At least ``reps`` runs; more (up to :data:`MAX_REPS`) for fast functions, so that each function
@@ -118,7 +118,7 @@ def optimize_for_inference(
             with torch.no_grad():
                 layer(x)
 
-        times = _median_times({m: (lambda m=m: run(m)) for m in INFERENCE_MODES}, reps)
+        times = median_times({m: (lambda m=m: run(m)) for m in INFERENCE_MODES}, reps)
         best = min(INFERENCE_MODES, key=times.__getitem__)
         layer.set_inference_mode(shape, best)
         chosen[name] = best
