@@ -38,6 +38,7 @@ __all__ = [
     "Problem",
     "MEMORY_WEIGHT",
     "ELEMENT_COST",
+    "STEP_COST",
     "DENSE_CONV_SPEC",
     "DENSE_LINEAR_SPEC",
     "dense_conv_flops",
@@ -59,6 +60,11 @@ MEMORY_WEIGHT = 32
 #: It is larger than :data:`MEMORY_WEIGHT` because it compares whole evaluations, where the planner's
 #: weight only breaks ties between paths of one contraction.
 ELEMENT_COST = 256.0
+#: Cost, in FLOPs, charged per torch call (pairwise step) when a layer chooses its evaluation without
+#: autograd: a call costs tens of microseconds of dispatch and Python whatever its size (a few MFLOPs
+#: of a dense convolution on one CPU core), which decides small inputs (batch 1) and is noise at
+#: batch 128.
+STEP_COST = 3.0e6
 
 #: ``conv_einsum`` string of a dense grouped 2-D convolution: input ``(B, g, S/g, H, W)``, kernel
 #: ``(g, T/g, S/g, kh, kw)``, output ``(B, g, T/g, H', W')``.

@@ -234,7 +234,7 @@ def unfold_step(
 def matmul_step(
     x_idx: str, w_idx: str, out_idx: frozenset[str] | set[str]
 ) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str] | None:
-    """Compile a contraction ``x (P, S, Q) x w (T, S) -> (P, T, Q)`` as one ``torch.matmul``.
+    """Compile a contraction ``x (P, S, Q) x w (T, S) -> (P, T, Q)`` as one ``torch.bmm`` / ``torch.mm``.
 
     Applies when the summed indices ``S`` form one contiguous block of ``x``, no shared index is
     kept, and every other index is kept: ``x`` is then used in place (no transposition, like a 1x1
@@ -270,7 +270,10 @@ def matmul_step(
         s, t = prod(s_sizes), prod(t_sizes)
         wm = w.reshape(t, s)
         if q_sizes:
-            out = torch.matmul(wm, x.reshape(prod(p_sizes), s, prod(q_sizes)))
+            # bmm against the broadcast weight: torch.matmul would fold (P, S, Q) into (P*Q, S) by
+            # transposed copies of x and of the result whenever an operand requires grad
+            xm = x.reshape(prod(p_sizes), s, prod(q_sizes))
+            out = torch.bmm(wm.expand(xm.shape[0], t, s), xm)
         else:
             out = torch.matmul(x.reshape(prod(p_sizes), s), wm.t())
         return out.reshape((*p_sizes, *t_sizes, *q_sizes))

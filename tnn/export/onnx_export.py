@@ -4,9 +4,11 @@
 example input, saves the ``.onnx`` file atomically, and (by default) runs it in onnxruntime on that
 input and on a second random input of the same shape, comparing with the PyTorch outputs.
 
-The exported graph has a fixed input shape (the example's, batch included): the tensorial layers plan
-their ``conv_einsum`` evaluation per concrete input shape, and the plan cache is keyed by it, so a
-symbolic batch dimension cannot be traced. Export once per deployment batch size.
+With ``dynamic_batch=True`` the graph's first input dimension is symbolic (named ``"batch"``): the
+tensorial layers then trace their batch-independent evaluation (kernel rebuilt from the factors in the
+graph, which onnxruntime folds into a constant, then one ``Conv`` / ``Gemm``), since their per-shape
+plans need concrete sizes. Otherwise (default) the graph has the example's fixed shape and each layer
+traces the evaluation planned for it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ class OnnxExport:
     path : Path
         The ``.onnx`` file.
     input_shape : tuple of int
-        The (fixed) input shape of the graph, batch included.
+        The example's input shape, batch included (the batch is symbolic in the graph if
+        ``dynamic_batch``).
     output_shapes : list of tuple of int
         Shapes of the graph outputs.
     max_abs_diff : float or None
@@ -55,11 +58,12 @@ class OnnxExport:
     output_shapes: list[tuple[int, ...]]
     max_abs_diff: float | None
     opset: int | None
+    dynamic_batch: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"path": str(self.path), "input_shape": list(self.input_shape),
                 "output_shapes": [list(s) for s in self.output_shapes],
-                "max_abs_diff": self.max_abs_diff, "opset": self.opset}
+                "max_abs_diff": self.max_abs_diff, "opset": self.opset, "dynamic_batch": self.dynamic_batch}
 
 
 @contextlib.contextmanager
@@ -144,6 +148,7 @@ def export_onnx(
     opset: int | None = None,
     check: bool = True,
     atol: float = DEFAULT_ATOL,
+    dynamic_batch: bool = False,
 ) -> OnnxExport:
     """Export ``model`` (dense or compressed) to ONNX and check it in onnxruntime.
 
@@ -154,7 +159,8 @@ def export_onnx(
     path : path-like
         Destination ``.onnx`` file; its directory must exist. Written atomically.
     example_input : torch.Tensor
-        ``(B, ...)`` float tensor fixing the graph's input shape and dtype.
+        ``(B, ...)`` float tensor fixing the graph's input shape (all but the batch if
+        ``dynamic_batch``) and dtype.
     opset : int, optional
         ONNX opset version (default: the exporter's).
     check : bool
@@ -162,6 +168,9 @@ def export_onnx(
         PyTorch; raise if the difference exceeds ``atol``.
     atol : float
         Tolerance of the check (default 1e-4).
+    dynamic_batch : bool
+        Make the first input dimension symbolic (``"batch"``); the check then also runs a batch of
+        another size.
 
     Returns
     -------
@@ -181,6 +190,8 @@ def export_onnx(
     x = _check_input(example_input)
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
         raise ValueError(f"opset must be an int >= 7, got {opset!r}")
+    if not isinstance(dynamic_batch, bool):
+        raise TypeError(f"dynamic_batch must be a bool, got {type(dynamic_batch).__name__}")
     if not (isinstance(atol, (int, float)) and atol >= 0):
         raise ValueError(f"atol must be a non-negative number, got {atol!r}")
     dest = Path(path)
@@ -193,6 +204,8 @@ def export_onnx(
     kwargs: dict[str, Any] = {"dynamo": True, "verbose": False}
     if opset is not None:
         kwargs["opset_version"] = opset
+    if dynamic_batch:
+        kwargs["dynamic_shapes"] = ({0: torch.export.Dim("batch")},)
     try:
         with _quiet_exporter():
             program = torch.onnx.export(model, (x,), **kwargs)
@@ -211,11 +224,12 @@ def export_onnx(
     diff = None
     if check:
         gen = torch.Generator().manual_seed(0)
-        second = torch.randn(x.shape, generator=gen, dtype=x.dtype).to(x.device)
+        shape = (x.shape[0] + 2, *x.shape[1:]) if dynamic_batch else x.shape
+        second = torch.randn(shape, generator=gen, dtype=x.dtype).to(x.device)
         diff = onnx_max_abs_diff(model, dest, [x, second])
         if not diff <= atol:
             raise RuntimeError(
                 f"ONNX graph {str(dest)!r} differs from PyTorch by {diff:.3g} > atol {atol:g}"
             )
     return OnnxExport(path=dest, input_shape=tuple(x.shape), output_shapes=[tuple(r.shape) for r in ref],
-                      max_abs_diff=diff, opset=opset)
+                      max_abs_diff=diff, opset=opset, dynamic_batch=dynamic_batch)

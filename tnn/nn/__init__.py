@@ -2,7 +2,9 @@
 
 - :class:`TensorialConv2d`, :class:`TensorialLinear` — drop-in replacements for ``nn.Conv2d`` /
   ``nn.Linear`` in any format of :data:`tnn.FORMATS`, built with ``from_dense`` from a pretrained layer;
-- :class:`TNNLayer` — a learnable layer defined by any conv_einsum string over high-order inputs.
+- :class:`TNNLayer` — a learnable layer defined by any conv_einsum string over high-order inputs;
+- :func:`optimize_for_inference` — per layer and input shape, the measured faster of factor-by-factor
+  evaluation and a cached dense kernel.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ _EXPORTS = {
     "TensorialConv2d": "tnn.nn.conv",
     "TensorialLinear": "tnn.nn.linear",
     "TNNLayer": "tnn.nn.tnn_layer",
+    "optimize_for_inference": "tnn.nn.inference",
 }
 
 __all__ = list(_EXPORTS)

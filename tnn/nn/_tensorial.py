@@ -15,6 +15,13 @@ step result, because the factor-by-factor steps are memory-bound where one dense
 compute-bound.
 
 The choice and both costs are exposed by :meth:`TensorialLayer.plan` (and :meth:`TensorialLayer.flops`).
+
+Without autograd (``torch.no_grad()`` / ``torch.inference_mode()``, or factors that do not require
+grad) the ``"dense"`` evaluation reuses a cached kernel, rebuilt only when a factor changed (its
+``_version`` counter or storage moved: an optimizer step, ``load_state_dict``, ``.to()``); its cost then
+drops the reconstruction, and :attr:`Plan.inference_mode` is chosen with that cost.
+:func:`tnn.nn.optimize_for_inference` replaces the model's guess by a measurement per layer and input
+shape.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tnn.algebra.cost import ELEMENT_COST
+from tnn.algebra.cost import ELEMENT_COST, STEP_COST
 from tnn.formats import Format, KernelGeometry, check_rate, get_format
 
 __all__ = ["TensorialLayer", "Plan"]
@@ -53,6 +60,12 @@ class Plan:
     factors_cost, dense_cost : float
         The FLOPs plus :data:`~tnn.algebra.cost.ELEMENT_COST` per element written by each step (what
         ``"auto"`` compares).
+    inference_mode : str
+        The evaluation used without autograd, where the ``"dense"`` one reuses a cached kernel (its
+        cost, :attr:`cached_dense_cost`, excludes the reconstruction).
+    cached_dense_cost : float
+        :attr:`dense_cost` without the kernel reconstruction. Both evaluations are charged
+        :data:`~tnn.algebra.cost.STEP_COST` per torch call in that comparison.
     """
 
     mode: str
@@ -60,6 +73,8 @@ class Plan:
     dense_flops: int
     factors_cost: float = 0.0
     dense_cost: float = 0.0
+    inference_mode: str = ""
+    cached_dense_cost: float = 0.0
 
     @property
     def flops(self) -> int:
@@ -111,6 +126,8 @@ class TensorialLayer(nn.Module):
         else:
             self.register_parameter("bias", None)
         self._plans: dict[tuple, tuple[Plan, Any]] = {}
+        self._inference_modes: dict[tuple, str] = {}
+        self._kernel_cache: tuple[tuple, torch.Tensor] | None = None
         self._evaluation = "auto"
         self.reset_parameters()
 
@@ -125,7 +142,7 @@ class TensorialLayer(nn.Module):
         if value not in EVALUATIONS:
             raise ValueError(f"evaluation must be one of {EVALUATIONS}, got {value!r}")
         self._evaluation = value
-        self._plans = {}
+        self._clear_caches()
 
     @property
     def format_object(self) -> Format:
@@ -233,11 +250,79 @@ class TensorialLayer(nn.Module):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_plans"] = {}
+        state["_kernel_cache"] = None
         return state
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("_inference_modes", {})
+        state.setdefault("_kernel_cache", None)
+        super().__setstate__(state)
+
     def _apply(self, fn: Any, recurse: bool = True) -> TensorialLayer:  # .to(), .double(), ...: new plans
-        self._plans = {}
+        self._clear_caches()
         return super()._apply(fn, recurse)
+
+    def _clear_caches(self) -> None:
+        self._plans = {}
+        self._inference_modes = {}
+        self._kernel_cache = None
+
+    def _factor_list(self) -> list[torch.Tensor]:
+        """The factors, in order (iterating the ``ParameterList`` itself converts every index to a
+        string key: slow at a few microseconds per call of a small layer)."""
+        return list(self.factors._parameters.values())  # type: ignore[arg-type]
+
+    def _needs_grad(self, factors: Sequence[torch.Tensor] | None = None) -> bool:
+        """Whether this call records autograd through the factors (then nothing is cached)."""
+        if not torch.is_grad_enabled():
+            return False
+        return any(p.requires_grad for p in (self._factor_list() if factors is None else factors))
+
+    def _weight(self, factors: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        """The dense kernel for this call: rebuilt under autograd, otherwise cached.
+
+        The cache is keyed by every factor's storage address and ``_version`` counter, which any
+        in-place change through the parameter (optimizer step, ``copy_``, ``load_state_dict``)
+        increments. Writing through ``p.data`` bypasses the counter: call ``layer._clear_caches()``
+        after such an edit.
+        """
+        factors = self._factor_list() if factors is None else factors
+        if torch.compiler.is_compiling() or torch.compiler.is_exporting() or self._needs_grad(factors):
+            return self.dense_weight()
+        key = tuple((p.data_ptr(), p._version) for p in factors)
+        cached = self._kernel_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        with torch.no_grad():
+            weight = self.dense_weight().contiguous()
+        self._kernel_cache = (key, weight)
+        return weight
+
+    @staticmethod
+    def _symbolic(shape: Sequence[Any]) -> bool:
+        """Whether a shape holds symbolic sizes (``torch.export`` with dynamic dims, e.g. ONNX export
+        with a dynamic batch): such calls take the batch-independent ``"dense"`` evaluation, which
+        needs no per-shape plan."""
+        return any(not isinstance(d, int) for d in shape)
+
+    def _mode_for(
+        self, folded: tuple[int, ...], plan: Plan, factors: Sequence[torch.Tensor] | None = None
+    ) -> str:
+        """``"factors"`` or ``"dense"`` for this call (:attr:`Plan.inference_mode` without autograd)."""
+        if self._evaluation != "auto" or self._needs_grad(factors):
+            return plan.mode
+        return self._inference_modes.get(folded, plan.inference_mode)
+
+    def set_inference_mode(self, input_shape: Sequence[int], mode: str | None) -> None:
+        """Force the evaluation used without autograd for inputs of ``input_shape`` (``None``: the
+        cost model's :attr:`Plan.inference_mode` again). Used by :func:`tnn.nn.optimize_for_inference`."""
+        folded = self._folded_shape(self._batched_shape(tuple(input_shape)))
+        if mode is None:
+            self._inference_modes.pop(folded, None)
+        elif mode not in ("factors", "dense"):
+            raise ValueError(f"inference mode must be 'factors' or 'dense', got {mode!r}")
+        else:
+            self._inference_modes[folded] = mode
 
     def _conv_options(self) -> dict[str, Any]:
         return {}
@@ -267,14 +352,17 @@ class TensorialLayer(nn.Module):
         kernel_size = math.prod(self.geometry.weight_shape)
         out_size = dense.steps[-1].size if dense.steps else dense.largest_intermediate
         dense_cost = dense_flops + ELEMENT_COST * (sum(st.size for st in rec.steps) + kernel_size + out_size)
+        cached_cost = int(dense.opt_flops) + ELEMENT_COST * out_size + STEP_COST
         if self._evaluation == "auto":
             mode = "factors" if factors_cost <= dense_cost else "dense"
+            per_call = factors_cost + STEP_COST * len(info.steps)
+            inference = "factors" if per_call <= cached_cost else "dense"
         else:
-            mode = self._evaluation
-        expr = None
-        if mode == "factors":
-            expr = conv_einsum_expression(self.spec, folded, *shapes, optimize="optimal", **opts)
-        return Plan(mode, factors_flops, dense_flops, factors_cost, dense_cost), expr
+            mode = inference = self._evaluation
+        # the plan of conv_einsum_path above is cached: this only wraps it
+        expr = conv_einsum_expression(self.spec, folded, *shapes, optimize="optimal", **opts)
+        plan = Plan(mode, factors_flops, dense_flops, factors_cost, dense_cost, inference, cached_cost)
+        return plan, expr
 
     def _plan_for(
         self, folded: tuple[int, ...], dtype: torch.dtype, device: torch.device

@@ -192,17 +192,20 @@ class TensorialConv2d(TensorialLayer):
                 f"({self.in_channels}, H, W), got shape {tuple(x.shape)}"
             )
         x = self._pad_input(x)
+        if self._symbolic(x.shape):
+            y = F.conv2d(x, self._weight(), self.bias, self.stride, self._conv_pad, self.dilation, self.groups)
+            return y.squeeze(0) if unbatched else y
         folded = self._folded_shape(tuple(x.shape))
         plan, expr = self._plan_for(folded, x.dtype, x.device)
-        if plan.mode == "dense":
-            y = F.conv2d(
-                x, self.dense_weight(), self.bias, self.stride, self._conv_pad, self.dilation, self.groups
-            )
+        factors = self._factor_list()
+        if self._mode_for(folded, plan, factors) == "dense":
+            weight = self._weight(factors)
+            y = F.conv2d(x, weight, self.bias, self.stride, self._conv_pad, self.dilation, self.groups)
         else:
-            y = expr(x.reshape(folded), *self.factors)
+            y = expr(x.reshape(folded), *factors)
             y = y.reshape(y.shape[0], self.out_channels, y.shape[-2], y.shape[-1])
             if self.bias is not None:
-                y = y + self.bias[:, None, None]
+                y = y + self.bias.view(-1, 1, 1)
         return y.squeeze(0) if unbatched else y
 
     def _dims_repr(self) -> str:

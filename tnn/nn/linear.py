@@ -85,12 +85,15 @@ class TensorialLinear(TensorialLayer):
             )
         lead = x.shape[:-1]
         flat = x.reshape(-1, self.in_features)
+        if self._symbolic(flat.shape):
+            return F.linear(flat, self._weight(), self.bias).reshape(*lead, self.out_features)
         folded = self._folded_shape(tuple(flat.shape))
         plan, expr = self._plan_for(folded, x.dtype, x.device)
-        if plan.mode == "dense":
-            y = F.linear(flat, self.dense_weight(), self.bias)
+        factors = self._factor_list()
+        if self._mode_for(folded, plan, factors) == "dense":
+            y = F.linear(flat, self._weight(factors), self.bias)
         else:
-            y = expr(flat.reshape(folded), *self.factors).reshape(-1, self.out_features)
+            y = expr(flat.reshape(folded), *factors).reshape(-1, self.out_features)
             if self.bias is not None:
                 y = y + self.bias
         return y.reshape(*lead, self.out_features)
