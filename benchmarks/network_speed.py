@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 _prepare(m, x, args.prepare if name != "dense" else "eval")
             times = median_times({k: _infer(m, x) for k, m in models.items()}, args.reps)
             for k, t in times.items():
-                row = {"threads": threads, "batch": batch, "model": k, "ms": 1e3 * t, "ratio": t / times["dense"]}
+                row = {"threads": threads, "batch": batch, "model": k, "ms": 1e3 * t,
+                       "ratio": t / times["dense"]}
                 result["inference"].append(row)
                 print(f"inference threads {threads} batch {batch:>4} {k:>10}: {1e3 * t:9.2f} ms  "
                       f"ratio {row['ratio']:.2f}", flush=True)
