@@ -193,7 +193,8 @@ class TensorialConv2d(TensorialLayer):
             )
         x = self._pad_input(x)
         if self._symbolic(x.shape):
-            y = F.conv2d(x, self._weight(), self.bias, self.stride, self._conv_pad, self.dilation, self.groups)
+            weight = self._weight()
+            y = F.conv2d(x, weight, self.bias, self.stride, self._conv_pad, self.dilation, self.groups)
             return y.squeeze(0) if unbatched else y
         folded = self._folded_shape(tuple(x.shape))
         plan, expr = self._plan_for(folded, x.dtype, x.device)
