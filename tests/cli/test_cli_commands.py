@@ -112,13 +112,16 @@ def test_train_dense_from_scratch(capsys, tmp_path) -> None:
 
 
 BAD = [
-    (["evaluate", "--model", "vgg", "--dataset", "digits"], "unknown model 'vgg'"),
+    (["evaluate", "--model", "vgg", "--dataset", "digits", "--random-weights"], "unknown model 'vgg'"),
     (["info", "--model", "lenet5", "--format", "xyz"], "unknown format 'xyz'; valid formats"),
     (["info", "--model", "lenet5", "--format", "tk", "--rate", "0"], "--rate must be in (0, 1]"),
     (["info", "--model", "lenet5", "--format", "tk", "--rate", "1.5"], "--rate must be in (0, 1]"),
-    (["evaluate", "--model", "lenet5", "--dataset", "imagenette"], "unknown dataset 'imagenette'"),
-    (["evaluate", "--model", "resnet20", "--dataset", "cifar10", "--data-dir", "{tmp}"], "cifar"),
-    (["evaluate", "--model", "lenet5", "--dataset", "digits", "--device", "cuda:7"], "cuda"),
+    (["evaluate", "--model", "lenet5", "--dataset", "imagenette", "--random-weights"],
+     "unknown dataset 'imagenette'"),
+    (["evaluate", "--model", "resnet20", "--dataset", "cifar10", "--data-dir", "{tmp}", "--random-weights"],
+     "cifar"),
+    (["evaluate", "--model", "lenet5", "--dataset", "digits", "--device", "cuda:7", "--random-weights"],
+     "cuda"),
     (["evaluate", "--model", "lenet5", "--weights", "{tmp}/missing.pt", "--dataset", "digits"], "missing.pt"),
 ]
 

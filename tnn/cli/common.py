@@ -61,13 +61,16 @@ def add_threads(p: argparse.ArgumentParser, default: int | None = None) -> None:
     p.add_argument("--threads", type=int, default=default, help=text)
 
 
-def add_model(p: argparse.ArgumentParser, required: bool = True, random_weights: bool = False) -> None:
-    """``--model`` and ``--weights`` (and, with ``random_weights``, ``--random-weights``: the explicit
-    request for a randomly initialised model that :func:`load_model` otherwise refuses)."""
+def add_model(p: argparse.ArgumentParser, required: bool = True, random_weights: bool = False,
+              weights: bool = True) -> None:
+    """``--model`` and (unless not ``weights``) ``--weights``; with ``random_weights``, also
+    ``--random-weights``: the explicit request for a randomly initialised model that :func:`load_model`
+    otherwise refuses."""
     g = p.add_argument_group("model")
     g.add_argument("--model", required=required, help=f"model name: {', '.join(MODELS)}")
-    g.add_argument("--weights", help="checkpoint to load: a pretrained state_dict or a tnn checkpoint "
-                   "(a compressed model is rebuilt from its metadata)")
+    if weights:
+        g.add_argument("--weights", help="checkpoint to load: a pretrained state_dict or a tnn checkpoint "
+                       "(a compressed model is rebuilt from its metadata)")
     if random_weights:
         g.add_argument("--random-weights", action="store_true",
                        help="use a randomly initialised --model instead of --weights (tests, timing)")
