@@ -50,7 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "stage). The budget's validation images are held out of training. Without --format: train the\n"
         "dense model with cross-entropy (--steps/--epochs in total, --lr, --batch-size).\n"
         "Checkpoints are written atomically to OUT every --checkpoint-every steps; --resume continues an\n"
-        "interrupted run exactly. Data-parallel: torchrun --nproc_per_node N -m tnn train ...\n"
+        "interrupted run exactly (with the same settings); a run already in OUT is never replaced\n"
+        "without --overwrite. Data-parallel: torchrun --nproc_per_node N -m tnn train ...\n"
         "Outputs: OUT/model.pt, OUT/log.jsonl, OUT/log.csv, OUT/summary.json.",
         "  tnn train --model resnet32 --weights r32.th --format rcp --rate 0.1 --dataset cifar10 \\\n"
         "            --data-dir data --out runs/rcp                # the default recipe\n"
