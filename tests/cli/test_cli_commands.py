@@ -23,14 +23,6 @@ def _json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def lenet_weights(tmp_path_factory: pytest.TempPathFactory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "lenet5.pt"
-    torch.save(get_model("lenet5").state_dict(), path)
-    return str(path)
-
-
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_of_each_command(capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, out, _ = _run(capsys, command, "--help")

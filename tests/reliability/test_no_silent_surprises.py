@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import tomllib
-import torch
 
 from tnn.cli.main import COMMANDS, OPTIONAL_COMMANDS, main
 from tnn.experiments import run_experiment
@@ -29,16 +28,8 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
     return code, capsys.readouterr().err.strip()
 
 
-@pytest.fixture(scope="module")
-def dense(tmp_path_factory: pytest.TempPathFactory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "lenet5.pt"
-    torch.save(get_model("lenet5").state_dict(), path)
-    return str(path)
-
-
-def _compress(dense: str, out: Path, *extra: str) -> list[str]:
-    return ["compress", "--model", "lenet5", "--weights", dense, "--format", "rtt", "--rate", "0.3",
+def _compress(lenet_weights: str, out: Path, *extra: str) -> list[str]:
+    return ["compress", "--model", "lenet5", "--weights", lenet_weights, "--format", "rtt", "--rate", "0.3",
             "--include", "conv2", "--out", str(out), "--quiet", *extra]
 
 
@@ -58,14 +49,14 @@ def test_train_rerun_without_resume_refuses_to_replace_an_interrupted_run(tmp_pa
     assert main([*argv, "--overwrite"]) == 0  # replacing is possible when asked for
 
 
-def test_compress_refuses_to_overwrite_an_earlier_model(tmp_path, capsys, dense):
+def test_compress_refuses_to_overwrite_an_earlier_model(tmp_path, capsys, lenet_weights):
     out = tmp_path / "c"
-    assert main(_compress(dense, out)) == 0
+    assert main(_compress(lenet_weights, out)) == 0
     before = (out / "model.pt").read_bytes()
-    code, err = _run(capsys, *_compress(dense, out, "--rate", "0.5"))
+    code, err = _run(capsys, *_compress(lenet_weights, out, "--rate", "0.5"))
     assert code == 2 and "already holds a run (model.pt" in err and "--overwrite" in err, err
     assert (out / "model.pt").read_bytes() == before
-    assert main(_compress(dense, out, "--rate", "0.5", "--overwrite")) == 0
+    assert main(_compress(lenet_weights, out, "--rate", "0.5", "--overwrite")) == 0
     assert load_checkpoint(out / "model.pt")["metadata"]["rate"] == 0.5
 
 
@@ -119,11 +110,12 @@ def test_experiment_without_matplotlib_keeps_the_results_and_skips_the_plot(tmp_
     (("safetensors", "safetensors.torch"), ["--weights", "{tmp}/m.safetensors", "--out", "{tmp}/m.onnx",
                                              "--no-check"]),
 ])
-def test_export_without_the_export_extra_is_one_line(tmp_path, monkeypatch, capsys, dense, hidden, argv):
+def test_export_without_the_export_extra_is_one_line(tmp_path, monkeypatch, capsys, lenet_weights, hidden,
+                                                    argv):
     _hide(monkeypatch, *hidden)
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     if "--weights" not in argv:
-        argv = ["--model", "lenet5", "--weights", dense, *argv]
+        argv = ["--model", "lenet5", "--weights", lenet_weights, *argv]
     (tmp_path / "m.safetensors").write_bytes(b"")
     code, err = _run(capsys, "export", *argv)
     assert code == 2 and f"pip install '{DISTRIBUTION}[export]'" in err and hidden[0] in err, err
@@ -131,7 +123,7 @@ def test_export_without_the_export_extra_is_one_line(tmp_path, monkeypatch, caps
 
 
 # ------------------------------------------------------------------ a failed experiment blocks nothing
-def test_experiment_with_a_wrong_weights_path_writes_nothing(tmp_path, dense):
+def test_experiment_with_a_wrong_weights_path_writes_nothing(tmp_path, lenet_weights):
     budget = get_budget("smoke", "lenet5", steps_per_stage=1, finetune_steps=0, train_subset=16, val_size=8,
                         eval_limit=16, batch_size=8)
     out = tmp_path / "table"
@@ -142,16 +134,16 @@ def test_experiment_with_a_wrong_weights_path_writes_nothing(tmp_path, dense):
     # a folder holding only the configuration of a run that computed nothing takes the new one
     out.mkdir()
     atomic_write_text(out / "config.json", json.dumps({"model": "lenet5", "weights_name": "missing.pt"}))
-    rows = run_experiment("lenet5", "synthetic", ["tt"], [0.2], budget, out, weights=dense,
+    rows = run_experiment("lenet5", "synthetic", ["tt"], [0.2], budget, out, weights=lenet_weights,
                           log=lambda _s: None, max_cells=0)
     assert rows[0]["format"] == "baseline"
     assert json.loads((out / "config.json").read_text())["weights_name"] == "lenet5.pt"
 
 
 # ------------------------------------------------------------------ resume compares every setting
-def test_resume_with_another_rate_or_budget_is_refused(tmp_path, capsys, dense):
+def test_resume_with_another_rate_or_budget_is_refused(tmp_path, capsys, lenet_weights):
     out = tmp_path / "t"
-    argv = ["train", "--model", "lenet5", "--weights", dense, "--format", "tk", "--rate", "0.2",
+    argv = ["train", "--model", "lenet5", "--weights", lenet_weights, "--format", "tk", "--rate", "0.2",
             "--dataset", "digits", "--budget", "smoke", "--finetune-steps", "0", "--val-size", "0",
             "--steps", "1", "--subset", "32", "--batch-size", "16", "--limit", "16", "--fit-samples", "0",
             "--out", str(out), "--quiet", "--threads", "1"]
@@ -183,9 +175,9 @@ def test_written_files_honour_the_umask(tmp_path, umask):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
 
 
-def test_safetensors_export_keeps_the_rate(tmp_path, dense):
+def test_safetensors_export_keeps_the_rate(tmp_path, lenet_weights):
     out = tmp_path / "c"
-    assert main(_compress(dense, out)) == 0
+    assert main(_compress(lenet_weights, out)) == 0
     st = tmp_path / "m.safetensors"
     assert main(["export", "--weights", str(out / "model.pt"), "--out", str(st), "--quiet"]) == 0
     assert read_safetensors_metadata(st)["rate"] == 0.3
