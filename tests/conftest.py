@@ -62,3 +62,14 @@ def _one_intra_op_thread(request: pytest.FixtureRequest) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="session")
+def lenet_weights(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A randomly initialised LeNet-5 ``state_dict`` saved as a pretrained-weights file."""
+    from tnn.models import get_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "lenet5.pt"
+    torch.save(get_model("lenet5").state_dict(), path)
+    return str(path)

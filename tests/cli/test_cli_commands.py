@@ -23,14 +23,6 @@ def _json(out: str) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def lenet_weights(tmp_path_factory: pytest.TempPathFactory) -> str:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "lenet5.pt"
-    torch.save(get_model("lenet5").state_dict(), path)
-    return str(path)
-
-
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_of_each_command(capsys: pytest.CaptureFixture[str], command: str) -> None:
     code, out, _ = _run(capsys, command, "--help")
@@ -112,13 +104,16 @@ def test_train_dense_from_scratch(capsys, tmp_path) -> None:
 
 
 BAD = [
-    (["evaluate", "--model", "vgg", "--dataset", "digits"], "unknown model 'vgg'"),
+    (["evaluate", "--model", "vgg", "--dataset", "digits", "--random-weights"], "unknown model 'vgg'"),
     (["info", "--model", "lenet5", "--format", "xyz"], "unknown format 'xyz'; valid formats"),
     (["info", "--model", "lenet5", "--format", "tk", "--rate", "0"], "--rate must be in (0, 1]"),
     (["info", "--model", "lenet5", "--format", "tk", "--rate", "1.5"], "--rate must be in (0, 1]"),
-    (["evaluate", "--model", "lenet5", "--dataset", "imagenette"], "unknown dataset 'imagenette'"),
-    (["evaluate", "--model", "resnet20", "--dataset", "cifar10", "--data-dir", "{tmp}"], "cifar"),
-    (["evaluate", "--model", "lenet5", "--dataset", "digits", "--device", "cuda:7"], "cuda"),
+    (["evaluate", "--model", "lenet5", "--dataset", "imagenette", "--random-weights"],
+     "unknown dataset 'imagenette'"),
+    (["evaluate", "--model", "resnet20", "--dataset", "cifar10", "--data-dir", "{tmp}", "--random-weights"],
+     "cifar"),
+    (["evaluate", "--model", "lenet5", "--dataset", "digits", "--device", "cuda:7", "--random-weights"],
+     "cuda"),
     (["evaluate", "--model", "lenet5", "--weights", "{tmp}/missing.pt", "--dataset", "digits"], "missing.pt"),
 ]
 

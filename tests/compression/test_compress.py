@@ -265,3 +265,46 @@ def test_bad_arguments() -> None:
     plan[0]["shape"] = [1, 2, 3, 4]
     with pytest.raises(ValueError, match="another architecture"):
         tnn.compress(model, plan=plan)
+
+
+# ------------------------------------------------ shared modules, other convolutions, classifiers
+def test_a_shared_module_stays_shared_and_is_counted_once() -> None:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    model = nn.Sequential(conv, nn.ReLU(), conv)
+    small = tnn.compress(model, format="rtt", rate=0.3)
+    assert small[0] is small[2] and isinstance(small[2], TensorialConv2d)
+    report = small.tnn_report
+    assert [row.name for row in report.layers] == ["0"]
+    layer_params = sum(p.numel() for p in small[0].parameters())
+    assert report.model_params_after == layer_params == sum(p.numel() for p in small.parameters())
+    assert report.model_rate == pytest.approx(report.achieved_rate) and report.model_rate < 0.35
+    # rebuilding from the plan shares the layer in the same way
+    rebuilt = tnn.compress(model, plan=report)
+    assert rebuilt[0] is rebuilt[2]
+    rebuilt.load_state_dict(small.state_dict())
+    x = torch.randn(2, 8, 6, 6)
+    torch.testing.assert_close(rebuilt(x), small(x))
+
+
+@pytest.mark.parametrize("layer", [nn.Conv1d(4, 6, 3), nn.Conv3d(4, 6, 3), nn.ConvTranspose2d(4, 6, 3)])
+def test_other_convolutions_are_listed_as_dense_with_the_reason(layer: nn.Module) -> None:
+    model = nn.Sequential(layer)
+    report = tnn.compress(model, format="rtt", rate=0.3).tnn_report
+    (row,) = report.layers
+    assert row.status == "dense" and row.kind == type(layer).__name__
+    assert "not supported" in row.reason and row.params_after == row.params_before
+    assert type(layer).__name__ in report.table()
+
+
+def test_classifier_with_ranks_below_its_classes_stays_dense() -> None:
+    from tnn.models import get_model
+
+    small = tnn.compress(get_model("lenet5"), format="rtt", rate=0.1)
+    row = next(r for r in small.tnn_report.layers if r.name == "fc2")
+    assert row.status == "dense" and "below its 10 outputs" in row.reason
+    assert isinstance(small.fc2, nn.Linear) and isinstance(small.fc1, TensorialLinear)
+    # the floor can be turned off, and a rank at or above the classes is compressed
+    off = tnn.compress(get_model("lenet5"), format="rtt", rate=0.1, classifier_rank_floor=False)
+    assert isinstance(off.fc2, TensorialLinear)
+    assert isinstance(tnn.compress(get_model("lenet5"), format="rcp", rate=0.2).fc2, TensorialLinear)

@@ -259,7 +259,7 @@ def test_checkpoints_missing_truncated_corrupted_or_for_another_model(tmp_path):
          "missing.pt"),
         (["compress", "--model", "lenet5", "--weights", "noise.pt", "--format", "rtt", "--out", "o"],
          "noise.pt"),
-        (["evaluate", "--model", "lenet5", "--dataset", "nosuchdata"], "nosuchdata"),
+        (["evaluate", "--model", "lenet5", "--dataset", "nosuchdata", "--random-weights"], "nosuchdata"),
         (["compress", "--model", "lenet5", "--format", "rtt", "--rate", "abc", "--out", "o"], "abc"),
         (["nosuchcommand"], "nosuchcommand"),
     ],

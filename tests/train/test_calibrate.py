@@ -69,7 +69,7 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
 def test_data_fit_beats_kernel_fit_and_touches_only_tensorial_layers(fmt: str) -> None:
     teacher = _teacher()
     x = _inputs()
-    student = compress(teacher, fmt, RATE).eval()
+    student = compress(teacher, fmt, RATE, classifier_rank_floor=False).eval()  # fc too
     tensorial = [n for n, m in student.named_modules() if isinstance(m, (TensorialConv2d, TensorialLinear))]
     assert tensorial == ["conv1", "conv2", "fc"]
     teacher_before, student_before = _state(teacher), _state(student)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 
 import pytest
@@ -11,8 +12,10 @@ import torch.multiprocessing as mp
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from tnn.io import load_checkpoint
 from tnn.train import Checkpointing, finetune, sequential_train
 from tnn.train import distributed as D
+from tnn.train.loop import NonFiniteLossError, Phase, run_phases
 
 
 def _data() -> TensorDataset:
@@ -73,3 +76,45 @@ def _check(tmp_path, kind: str) -> None:
     # only rank 0 wrote the checkpoint
     assert (tmp_path / f"ckpt-{kind}.pt").exists()
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def _nan_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    """Rank 1 alone sees a NaN loss at its 5th step; both ranks must stop there with the same error."""
+    os.environ["RANK"], os.environ["WORLD_SIZE"] = str(rank), str(world)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=30))
+    calls = {"n": 0}
+
+    def loss(out: torch.Tensor, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        calls["n"] += 1
+        value = nn.functional.cross_entropy(out, y)
+        return value * float("nan") if rank == 1 and calls["n"] == 5 else value
+
+    data = TensorDataset(*(t.double() if t.is_floating_point() else t for t in _data().tensors))
+    model = _model()
+    phase = Phase("finetune", model, loss, list(model.parameters()), steps=12,
+                  make_optimizer=lambda ps: torch.optim.SGD(ps, lr=0.01))
+    outcome = "finished"
+    try:
+        run_phases(model, [phase], data, batch_size=4,
+                   checkpoint=Checkpointing(os.path.join(out_dir, "ckpt.pt"), every=2))
+    except NonFiniteLossError as exc:
+        outcome = str(exc)
+    except Exception as exc:  # e.g. a collective that never completes
+        outcome = f"{type(exc).__name__}: {exc}"
+    finally:
+        with open(os.path.join(out_dir, f"outcome-{rank}.txt"), "w") as handle:
+            handle.write(outcome)
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_non_finite_loss_on_one_rank_stops_every_rank(tmp_path) -> None:
+    mp.spawn(_nan_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    outcomes = [(tmp_path / f"outcome-{r}.txt").read_text() for r in range(2)]
+    assert "non-finite loss nan" in outcomes[1] and "step 4" in outcomes[1], outcomes
+    assert "non-finite loss on another process" in outcomes[0] and "step 4" in outcomes[0], outcomes
+    assert "last good checkpoint" in outcomes[0]
+    saved = load_checkpoint(tmp_path / "ckpt.pt")
+    assert saved["position"]["global_step"] == 4  # the last good checkpoint is kept
+    assert all(torch.isfinite(t).all() for t in saved["model"].values())

@@ -61,12 +61,19 @@ def add_threads(p: argparse.ArgumentParser, default: int | None = None) -> None:
     p.add_argument("--threads", type=int, default=default, help=text)
 
 
-def add_model(p: argparse.ArgumentParser, required: bool = True) -> None:
-    """``--model`` and ``--weights``."""
+def add_model(p: argparse.ArgumentParser, required: bool = True, random_weights: bool = False,
+              weights: bool = True) -> None:
+    """``--model`` and (unless not ``weights``) ``--weights``; with ``random_weights``, also
+    ``--random-weights``: the explicit request for a randomly initialised model that :func:`load_model`
+    otherwise refuses."""
     g = p.add_argument_group("model")
     g.add_argument("--model", required=required, help=f"model name: {', '.join(MODELS)}")
-    g.add_argument("--weights", help="checkpoint to load: a pretrained state_dict or a tnn checkpoint "
-                   "(a compressed model is rebuilt from its metadata)")
+    if weights:
+        g.add_argument("--weights", help="checkpoint to load: a pretrained state_dict or a tnn checkpoint "
+                       "(a compressed model is rebuilt from its metadata)")
+    if random_weights:
+        g.add_argument("--random-weights", action="store_true",
+                       help="use a randomly initialised --model instead of --weights (tests, timing)")
 
 
 def add_data(p: argparse.ArgumentParser, required: bool = True, batch_size: bool = True) -> None:
@@ -153,8 +160,50 @@ def add_compression(p: argparse.ArgumentParser, required: bool = False) -> None:
                    help="keep layers whose name matches one of these patterns dense")
 
 
-def add_output(p: argparse.ArgumentParser, required: bool = False) -> None:
+def add_output(p: argparse.ArgumentParser, required: bool = False, overwrite: bool = False) -> None:
+    """``--out`` (and, with ``overwrite``, ``--overwrite``: replace a run already in it)."""
     p.add_argument("--out", required=required, help="output directory (created when the work succeeds)")
+    if overwrite:
+        p.add_argument("--overwrite", action="store_true",
+                       help="replace the results of an earlier run in --out (default: refuse)")
+
+
+def check_no_earlier_run(out: str | None, names: tuple[str, ...], resume: bool | None = None,
+                         overwrite: bool = False) -> None:
+    """Refuse to replace an earlier run in ``--out`` silently.
+
+    Parameters
+    ----------
+    out : str or None
+        The ``--out`` folder.
+    names : tuple of str
+        Files whose presence marks a run (checkpoints, the final model, the results).
+    resume : bool or None
+        ``--resume`` (``None``: the command cannot resume).
+    overwrite : bool
+        ``--overwrite``: the user means to replace the run.
+
+    Raises
+    ------
+    CLIError
+        ``--out`` holds one of ``names`` and neither ``--resume`` nor ``--overwrite`` is given, or both
+        are given.
+    """
+    if resume and overwrite:
+        raise CLIError("give at most one of --resume and --overwrite")
+    if out is None or resume or overwrite or not Path(out).is_dir():
+        return
+    found = [name for name in names if (Path(out) / name).exists()]
+    if found:
+        hint = "continue it with --resume or replace it" if resume is not None else "replace it"
+        raise CLIError(f"--out {out} already holds a run ({', '.join(found)}); {hint} with --overwrite, "
+                       "or choose another --out")
+
+
+def remove_files(folder: Path, names: tuple[str, ...]) -> None:
+    """Remove the named files of an earlier run from ``folder`` (``--overwrite``)."""
+    for name in names:
+        (folder / name).unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- values
@@ -222,7 +271,13 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, dict[str, Any]]:
     if not args.weights:
         if not args.model:
             raise CLIError("--model is required (the checkpoint does not name its model)")
-        return get_model(args.model), {}
+        model = get_model(args.model)
+        if getattr(args, "random_weights", None) is False:
+            raise CLIError(f"--weights is missing: give the pretrained weights of {args.model}, or "
+                           "--random-weights to use a randomly initialised model on purpose")
+        return model, {}
+    if getattr(args, "random_weights", False):
+        raise CLIError("give --weights or --random-weights, not both")
     model, meta = load_model_file(args.weights, model_name=args.model)
     args.model = args.model or meta.get("model")
     return model.train(), meta

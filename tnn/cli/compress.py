@@ -22,18 +22,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "  tnn compress --model resnet32 --weights r32.th --format cp --rate 0.05 --exclude conv1 --out cp\n"
         "  tnn compress --model lenet5 --weights lenet5.pt --format tk --dataset digits --out runs/tk --json",
     )
-    common.add_model(p)
+    common.add_model(p, random_weights=True)
     common.add_compression(p, required=True)
     common.add_data(p, required=False)
     p.add_argument("--limit", type=int, help="evaluate on the first N test images only")
-    common.add_output(p, required=True)
+    common.add_output(p, required=True, overwrite=True)
     common.add_threads(p)
     common.add_common(p)
     return p
 
 
+#: Files whose presence in --out marks an earlier result: refused unless --overwrite.
+RUN_FILES = ("model.pt", "report.json", "report.txt")
+
+
 def run(args: argparse.Namespace) -> int:
     out = common.Printer(args)
+    common.check_no_earlier_run(args.out, RUN_FILES, overwrite=args.overwrite)
     common.check_format(args.format)
     common.check_rate(args.rate)
     common.check_positive(args.limit, "--limit")

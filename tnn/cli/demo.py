@@ -22,7 +22,7 @@ from tnn.cli import common
 from tnn.cli.errors import CLIError
 from tnn.compression import compressed_metadata, save_model
 from tnn.data import get_dataset
-from tnn.io import atomic_write, atomic_write_text
+from tnn.io import atomic_write, atomic_write_text, require
 from tnn.models import get_model, model_info
 from tnn.recipes import RunData, compress_and_train, get_budget
 from tnn.train import evaluate, finetune
@@ -57,13 +57,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--batch-size", type=int, default=budget.batch_size, help="batch size")
     # LeNet-5's small operations gain nothing from more threads on a shared CPU
     common.add_threads(p, default=1)
-    common.add_output(p, required=True)
+    common.add_output(p, required=True, overwrite=True)
     common.add_common(p)
     return p
 
 
+#: Files whose presence in --out marks an earlier demo: refused unless --overwrite.
+RUN_FILES = ("results.json", "results.md", f"{MODEL}.pt")
+
+
 def run(args: argparse.Namespace) -> int:
     out = common.Printer(args)
+    common.check_no_earlier_run(args.out, RUN_FILES, overwrite=args.overwrite)
+    # checked before any training: the digits data and the plot need the 'demo' extra
+    require("sklearn.datasets", "demo", "tnn demo (the 'digits' dataset)")
+    require("matplotlib", "demo", "tnn demo (its plot)")
     for fmt in args.formats:
         common.check_format(fmt)
     common.check_rate(args.rate)
@@ -167,11 +175,10 @@ def _table(rows: list[dict[str, Any]], dense_acc: float, dense_params: int) -> s
 def _plot(
     path: Path, rows: list[dict[str, Any]], curves: dict[str, list[float]], dense_acc: float, rate: float
 ) -> None:
-    import matplotlib
-
+    # imported on use: matplotlib is an optional dependency (the 'demo' extra), checked by run()
+    matplotlib = require("matplotlib", "demo", "tnn demo (its plot)")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = require("matplotlib.pyplot", "demo", "tnn demo (its plot)")
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
     names = [r["format"] for r in rows]

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from tnn.io.extras import MissingExtraError
+
 
 class CLIError(Exception):
     """A user error: bad flag values, missing files, incompatible options."""
 
 
 #: exception types reported as one line without a traceback
-USER_ERRORS: tuple[type[BaseException], ...] = (CLIError, ValueError, TypeError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    CLIError, ValueError, TypeError, FileNotFoundError, MissingExtraError,
+)

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "  tnn evaluate --weights runs/rtt/model.pt --dataset cifar10 --data-dir data --limit 1000 --json\n"
         "  tnn evaluate --model lenet5 --weights runs/demo/lenet5.pt --dataset digits",
     )
-    common.add_model(p, required=False)
+    common.add_model(p, required=False, random_weights=True)
     common.add_data(p)
     p.add_argument("--split", default="test", choices=["test", "train"], help="which split")
     p.add_argument("--limit", type=int, help="evaluate only the first N images")

@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 
 from tnn.cli import common
-from tnn.export import export_onnx, save_safetensors
+from tnn.export import export_onnx, require_onnx, save_safetensors
+from tnn.io import require
 
 TARGETS = ("onnx", "safetensors")
 
@@ -71,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
         raise common.CLIError(f"--out {args.out} is a directory; give a file name")
     if not dest.parent.is_dir():
         raise common.CLIError(f"--out {args.out}: directory {str(dest.parent)!r} does not exist")
+    if target == "onnx":
+        require_onnx(check=not args.no_check)
+    if target == "safetensors" or str(args.weights or "").lower().endswith(".safetensors"):
+        # imported to check it is there before any work: safetensors is optional (the 'export' extra)
+        require("safetensors.torch", "export", f"--to {target}" if target == "safetensors" else "--weights")
     model, meta = _load(args)
     model.eval()
     figures: dict[str, object] = {"model": args.model, "format": meta.get("format"), "to": target,

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "  tnn info --model lenet5 --format cp --rate 0.05 --json\n"
         "  tnn info --model resnet32 --format tk --rate 0.2 --exclude conv1 linear",
     )
-    common.add_model(p)
+    common.add_model(p, weights=False)  # nothing is loaded: the factors are random
     common.add_compression(p, required=True)
     common.add_common(p)
     return p

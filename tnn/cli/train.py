@@ -14,13 +14,27 @@ from tnn.cli import common
 from tnn.cli.errors import CLIError
 from tnn.compression import compressed_metadata, rebuild_model, save_model
 from tnn.data.subsets import IndexSubset
-from tnn.io import load_checkpoint
+from tnn.io import load_checkpoint, to_jsonable
 from tnn.models import model_info
-from tnn.recipes import CHECKPOINT_FINETUNE, CHECKPOINT_SEQUENTIAL, RunData, compress_and_train, load_run_data
+from tnn.recipes import (
+    CHECKPOINT_FINETUNE,
+    CHECKPOINT_SEQUENTIAL,
+    Budget,
+    RunData,
+    compress_and_train,
+    load_run_data,
+)
 from tnn.train import Checkpointing, evaluate, finetune
 from tnn.train import distributed as D
 
 DEFAULT_BUDGET = "long"
+
+#: Files whose presence in --out marks an earlier run: refused unless --resume or --overwrite.
+RUN_FILES = (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE, "model.pt", "summary.json")
+
+#: Budget fields that change neither the model nor the training schedule: --resume may change them.
+RESUME_NEUTRAL = ("name", "checkpoint_every", "eval_limit", "val_limit", "conv_steps", "conv_eval_every",
+                  "conv_eval_limit")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -36,7 +50,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "stage). The budget's validation images are held out of training. Without --format: train the\n"
         "dense model with cross-entropy (--steps/--epochs in total, --lr, --batch-size).\n"
         "Checkpoints are written atomically to OUT every --checkpoint-every steps; --resume continues an\n"
-        "interrupted run exactly. Data-parallel: torchrun --nproc_per_node N -m tnn train ...\n"
+        "interrupted run exactly (with the same settings); a run already in OUT is never replaced\n"
+        "without --overwrite. Data-parallel: torchrun --nproc_per_node N -m tnn train ...\n"
         "Outputs: OUT/model.pt, OUT/log.jsonl, OUT/log.csv, OUT/summary.json.",
         "  tnn train --model resnet32 --weights r32.th --format rcp --rate 0.1 --dataset cifar10 \\\n"
         "            --data-dir data --out runs/rcp                # the default recipe\n"
@@ -61,13 +76,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     g.add_argument("--eval-stages", action="store_true", help="evaluate test accuracy after every stage")
     g.add_argument("--resume", action="store_true", help="continue from the checkpoints in --out")
-    common.add_output(p, required=True)
+    common.add_output(p, required=True, overwrite=True)
     common.add_threads(p)
     common.add_common(p)
     return p
 
 
 def _validate(args: argparse.Namespace) -> None:
+    common.check_no_earlier_run(args.out, RUN_FILES, resume=args.resume, overwrite=args.overwrite)
     common.check_format(args.format)
     common.check_rate(args.rate)
     if args.format is None:
@@ -79,6 +95,46 @@ def _validate(args: argparse.Namespace) -> None:
             raise CLIError("--distill needs a pretrained teacher (--weights)")
     elif not args.weights:
         raise CLIError("compressing needs pretrained weights: give --weights")
+
+
+def _settings(args: argparse.Namespace, budget: Budget | None) -> dict[str, Any]:
+    """Every setting that changes the model or the training schedule, as stored in the checkpoints."""
+    if budget is not None:
+        schedule = budget.to_dict()
+    else:  # dense training: the override flags are the schedule
+        schedule = {field: getattr(args, field, None) for field, _, _ in common.BUDGET_FLAGS.values()}
+    return to_jsonable({
+        "dataset": args.dataset, "format": args.format, "rate": args.rate if args.format else None,
+        "include": args.include, "exclude": args.exclude, "stages": args.stages, "seed": args.seed,
+        "budget": {k: v for k, v in schedule.items() if k not in RESUME_NEUTRAL},
+    })
+
+
+def _flat(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` with the budget's fields as top-level entries."""
+    return {**{k: v for k, v in settings.items() if k != "budget"}, **(settings.get("budget") or {})}
+
+
+def _check_resume_settings(args: argparse.Namespace, out_dir: Path, settings: dict[str, Any]) -> None:
+    """Refuse ``--resume`` when the checkpoints in ``out_dir`` were started with other settings."""
+    flags = {field: flag for flag, (field, _, _) in common.BUDGET_FLAGS.items()}
+    for name in (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE):
+        path = out_dir / name
+        if not (args.resume and path.exists()):
+            continue
+        saved = load_checkpoint(path).get("metadata") or {}
+        now = _flat(settings)
+        # a checkpoint written before the settings were stored: compare its rate at least
+        stored = saved.get("settings")
+        before = _flat(stored) if isinstance(stored, dict) else {"rate": saved.get("rate")}
+        for key in now:
+            if key in before and before[key] != now[key]:
+                flag = flags.get(key, "--" + key.replace("_", "-"))
+                raise CLIError(
+                    f"--resume: {path} was started with {flag} {before[key]!r}, this command has "
+                    f"{now[key]!r}; resume with the run's settings, or start a new run (--overwrite or "
+                    "another --out)"
+                )
 
 
 def _resumed_student(args: argparse.Namespace, out_dir: Path) -> tuple[Any, dict[str, Any]]:
@@ -116,6 +172,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     if args.resume and not out_dir.is_dir():
         raise CLIError(f"--resume: {args.out} does not exist (nothing to resume)")
+    settings = _settings(args, budget if args.format is not None else None)
+    _check_resume_settings(args, out_dir, settings)
     summary: dict[str, Any] = {
         "model": args.model,
         "dataset": args.dataset,
@@ -124,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
     }
     t0 = time.perf_counter()
     with common.output_dir(args.out if main else None, keep_on_interrupt=True):
+        if args.overwrite and main:
+            common.remove_files(out_dir, RUN_FILES)
         if args.format is not None:
             pretrained = evaluate(teacher, data.test, limit=limit, device=device)
             summary["accuracy_pretrained"] = pretrained["accuracy"]
@@ -134,7 +194,8 @@ def run(args: argparse.Namespace) -> int:
                 model_name=args.model, include=args.include, exclude=args.exclude,
                 input_shape=model_info(args.model).input_shape, stages=args.stages, student=student,
                 checkpoint_dir=out_dir, resume=args.resume, write_logs=main,
-                metadata={k: v for k, v in saved.items() if k.startswith(("acc_init", "acc_fit"))},
+                metadata={**{k: v for k, v in saved.items() if k.startswith(("acc_init", "acc_fit"))},
+                          "settings": settings},
                 eval_each_stage=args.eval_stages, seed=args.seed, device=device, progress=not args.quiet,
             )
             model, fig, report = result.student, result.figures, result.report
@@ -151,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
             )
         else:
             torch.manual_seed(args.seed)
-            model, metadata = teacher, {"model": args.model}
+            model, metadata = teacher, {"model": args.model, "settings": settings}
             hist = finetune(
                 model, data.train, teacher=teacher if args.distill else None,
                 temperature=args.temperature or 4.0, alpha=0.9 if args.alpha is None else args.alpha,

@@ -40,6 +40,31 @@ def is_eligible(module: nn.Module) -> bool:
     )
 
 
+def is_unsupported(module: nn.Module) -> bool:
+    """Whether ``module`` is a convolution :func:`compress` keeps dense (``Conv1d``, ``Conv3d``,
+    transposed convolutions)."""
+    return isinstance(module, nn.modules.conv._ConvNd) and not is_eligible(module)
+
+
+def _aliases(model: nn.Module) -> dict[int, list[str]]:
+    """Every name of each submodule: a module used at several places (weight tying) has several."""
+    names: dict[int, list[str]] = {}
+    for name, mod in model.named_modules(remove_duplicate=False):
+        if name:
+            names.setdefault(id(mod), []).append(name)
+    return names
+
+
+def _rank_values(ranks: Any) -> list[int]:
+    """The integers of a layer's ranks (formats nest them in tuples, lists or dicts)."""
+    plain = to_jsonable(ranks)
+    if isinstance(plain, dict):
+        plain = list(plain.values())
+    if isinstance(plain, list):
+        return [v for item in plain for v in _rank_values(item)]
+    return [int(plain)] if isinstance(plain, (int, float)) else []
+
+
 def n_params(module: nn.Module) -> int:
     """Number of parameters of ``module`` (shared parameters counted once)."""
     return sum(p.numel() for p in {id(p): p for p in module.parameters()}.values())
@@ -160,6 +185,7 @@ def compress(
     init: str | None = None,
     plan: CompressionReport | Sequence[LayerReport | dict[str, Any]] | dict[str, Any] | None = None,
     input_shape: Sequence[int] | None = None,
+    classifier_rank_floor: bool = True,
 ) -> nn.Module:
     """Map a (pretrained) CNN to a tensorial neural network at a target compression rate.
 
@@ -168,7 +194,9 @@ def compress(
     with ``from_dense(layer, format=format, rate=rate, init=init)``: ranks are chosen so that the layer
     keeps at most ``rate`` of its parameters, and the factors are initialised by decomposing the
     pretrained kernel. A layer whose budget cannot be met (tiny or depthwise layers; the layer class
-    raises ``ValueError``) stays dense and is reported with the reason.
+    raises ``ValueError``) stays dense and is reported with the reason, and so do other convolutions
+    (``Conv1d``, ``Conv3d``, transposed), which no format supports. A module used at several places
+    (weight tying) is compressed once and the one tensorial layer is used at each place.
 
     Parameters
     ----------
@@ -193,6 +221,10 @@ def compress(
     input_shape : sequence of int, optional
         Shape of one input sample, e.g. ``(3, 32, 32)``; when given, the report includes the
         FLOPs (per sample, 2 x multiply-accumulates) of every layer before and after.
+    classifier_rank_floor : bool
+        Keep the model's last ``nn.Linear`` (the classifier of the models of :mod:`tnn.models`) dense
+        when one of its ranks in ``format`` would be below its number of outputs (classes): the
+        network collapses. Default ``True``; ignored with a ``plan``.
 
     Returns
     -------
@@ -232,8 +264,12 @@ def compress(
             raise ValueError(f"rate must be a number in (0, 1], got {rate!r}") from exc
 
     new = copy.deepcopy(model)
-    candidates = [(name, mod) for name, mod in new.named_modules() if name and is_eligible(mod)]
+    aliases = _aliases(new)
+    candidates = [(name, mod) for name, mod in new.named_modules()
+                  if name and (is_eligible(mod) or is_unsupported(mod))]
     names = [name for name, _ in candidates]
+    linears = [name for name, mod in candidates if isinstance(mod, nn.Linear)]
+    classifier = linears[-1] if linears and classifier_rank_floor else None
     if rows_plan is not None:
         unknown = sorted(set(rows_plan) - set(names))
         if unknown:
@@ -241,7 +277,8 @@ def compress(
                 f"compression plan names layers not in the model: {unknown[:5]}"
                 f" (model's Conv2d/Linear layers: {names[:8]}{'...' if len(names) > 8 else ''})"
             )
-    shapes = _input_shapes(new, names, input_shape) if input_shape is not None else {}
+    eligible = [name for name, mod in candidates if is_eligible(mod)]
+    shapes = _input_shapes(new, eligible, input_shape) if input_shape is not None else {}
     report = CompressionReport(
         format=format if rows_plan is None else _plan_format(rows_plan),
         rate=rate if rows_plan is None else None,
@@ -249,11 +286,16 @@ def compress(
     )
     for name, dense in candidates:
         shape = tuple(dense.weight.shape)
-        kind = "Conv2d" if isinstance(dense, nn.Conv2d) else "Linear"
+        kind = type(dense).__name__ if is_unsupported(dense) else (
+            "Conv2d" if isinstance(dense, nn.Conv2d) else "Linear")
         before = n_params(dense)
         fl_before = dense_flops(dense, shapes[name]) if name in shapes else None
         row = LayerReport(name=name, kind=kind, shape=shape, format="dense", ranks=None, params_before=before,
                           params_after=before, flops_before=fl_before, flops_after=fl_before)
+        if is_unsupported(dense):
+            row.status, row.reason = DENSE, f"{kind} is not supported (formats replace Conv2d and Linear)"
+            report.layers.append(row)
+            continue
         if rows_plan is not None:
             target = rows_plan.get(name)
             if target is not None and tuple(target.shape) != shape:
@@ -284,8 +326,15 @@ def compress(
                 row.status, row.reason = DENSE, str(exc).splitlines()[0] if str(exc) else "budget infeasible"
                 report.layers.append(row)
                 continue
+            low = min(_rank_values(getattr(layer, "ranks", None)), default=0)
+            if name == classifier and isinstance(dense, nn.Linear) and low < dense.out_features:
+                row.status, row.reason = DENSE, (
+                    f"classifier: rank {low} at this rate would be below its {dense.out_features} outputs")
+                report.layers.append(row)
+                continue
         layer.train(dense.training)
-        _set_submodule(new, name, layer)
+        for alias in aliases.get(id(dense), [name]):  # a shared module is replaced at every place
+            _set_submodule(new, alias, layer)
         row.format = str(getattr(layer, "format", format))
         row.ranks = to_jsonable(getattr(layer, "ranks", None))
         row.params_after = n_params(layer)
@@ -316,4 +365,5 @@ def _plan_format(rows: dict[str, LayerReport]) -> str:
     return fmts[0] if len(fmts) == 1 else ",".join(fmts) or "dense"
 
 
-__all__ = ["compress", "dense_flops", "is_eligible", "n_params", "DENSE", "SKIPPED", "COMPRESSED"]
+__all__ = ["compress", "dense_flops", "is_eligible", "is_unsupported", "n_params", "DENSE",
+           "SKIPPED", "COMPRESSED"]

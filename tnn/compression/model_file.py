@@ -138,9 +138,15 @@ def rebuild_model(
     if not plan:
         return model
     try:
-        return compress(model, plan=plan)
+        rebuilt = compress(model, plan=plan)
     except (ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{source}: its compression plan does not fit the model ({exc})") from exc
+    # the requested rate is not part of the architecture: carry it over so it is saved again
+    rate = metadata.get("rate")
+    if rate is None and isinstance(plan, Mapping):
+        rate = plan.get("rate")
+    rebuilt.tnn_report.rate = rate
+    return rebuilt
 
 
 def _file_format(path: Path, file_format: FileFormat | None) -> FileFormat:

@@ -12,6 +12,9 @@ COMPRESSED = "compressed"  # replaced by a tensorial layer
 DENSE = "dense"  # eligible but kept dense: the budget cannot be met (reason says why)
 SKIPPED = "skipped"  # not selected by include/exclude
 
+#: Layer kinds whose FLOPs the report counts (other convolutions are listed, their FLOPs not measured).
+FLOP_KINDS = ("Conv2d", "Linear")
+
 
 @dataclass
 class LayerReport:
@@ -22,7 +25,8 @@ class LayerReport:
     name : str
         Qualified module name (as in ``model.named_modules()``).
     kind : str
-        ``"Conv2d"`` or ``"Linear"``.
+        ``"Conv2d"`` or ``"Linear"``; another convolution's class name (``"Conv1d"``, ``"Conv3d"``,
+        ``"ConvTranspose2d"``, ...) for a layer kept dense because no format supports it.
     shape : tuple of int
         Dense weight shape: ``(C_out, C_in/groups, k_h, k_w)`` or ``(out_features, in_features)``.
     format : str
@@ -130,12 +134,12 @@ class CompressionReport:
     @property
     def flops_before(self) -> int | None:
         """Total FLOPs of the layers per sample, or None if not measured."""
-        values = [row.flops_before for row in self.layers]
+        values = [row.flops_before for row in self.layers if row.kind in FLOP_KINDS]
         return None if not values or any(v is None for v in values) else int(sum(values))  # type: ignore[arg-type]
 
     @property
     def flops_after(self) -> int | None:
-        values = [row.flops_after for row in self.layers]
+        values = [row.flops_after for row in self.layers if row.kind in FLOP_KINDS]
         return None if not values or any(v is None for v in values) else int(sum(values))  # type: ignore[arg-type]
 
     def plan(self) -> list[dict[str, Any]]:

@@ -8,17 +8,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from tnn.io import require
+
 DIGITS_TRAIN_SIZE = 1437  # the remaining 360 form the test split
 DIGITS_SPLIT_SEED = 0
 
 
 @functools.lru_cache(maxsize=1)
 def _all_digits() -> tuple[torch.Tensor, torch.Tensor]:
-    try:
-        from sklearn.datasets import load_digits as sk_load_digits
-    except ImportError as err:  # pragma: no cover - scikit-learn is in the demo extra
-        raise ImportError("the 'digits' dataset needs scikit-learn: pip install scikit-learn") from err
-    bunch = sk_load_digits()
+    # imported on use: scikit-learn is an optional dependency (the 'demo' extra)
+    datasets = require("sklearn.datasets", "demo", "the 'digits' dataset")
+    bunch = datasets.load_digits()
     images = torch.from_numpy(bunch.images.astype(np.float32) * (255.0 / 16.0)).unsqueeze(1)
     images = F.interpolate(images, size=(28, 28), mode="bilinear", align_corners=False)
     images = images.round().clamp(0, 255).to(torch.uint8)

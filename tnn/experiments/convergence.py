@@ -22,6 +22,7 @@ import dataclasses
 import io
 import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -124,12 +125,15 @@ def run_convergence(
         raise ValueError(f"unknown method(s) {bad}; valid methods: {', '.join(METHODS)}")
     device = torch.device(device)
     out = Path(out)
-    _check_config(out, {"model": model, "dataset": dataset, "budget": budget.to_dict(), "seed": seed,
-                        "weights_name": Path(weights).name if weights is not None else None,
-                        "exclude": sorted(exclude) if exclude else None, "study": "convergence"})
-    (out / "curves").mkdir(exist_ok=True)
+    config = {"model": model, "dataset": dataset, "budget": budget.to_dict(), "seed": seed,
+              "weights_name": Path(weights).name if weights is not None else None,
+              "exclude": sorted(exclude) if exclude else None, "study": "convergence"}
+    _check_config(out, config, write=False)
+    # data and weights are loaded before anything is written: a wrong path leaves no folder behind
     data = load_run_data(model, dataset, budget, data_dir, seed=seed)
     teacher = load_teacher(model, weights)
+    _check_config(out, config)
+    (out / "curves").mkdir(exist_ok=True)
     cache = TeacherCache(teacher, len(data.train), dataset=data.train) if budget.cache_teacher else None
     train_only = RunData(train=data.train)
 
@@ -193,7 +197,9 @@ def write_convergence_outputs(out: Path, title: str = "") -> list[dict[str, Any]
             f"{100 * s['final_accuracy']:.2f} | {s['steps_within_1pt']} / {s['steps_within_1pt_stays']} | "
             f"{s['wall_within_1pt_s']:.0f} | {s['total_steps']} | {s['total_wall_s']:.0f} |")
     atomic_write_text(out / "convergence.md", (f"### {title}\n\n" if title else "") + "\n".join(lines) + "\n")
-    if curves:
+    if curves and not plots.available():
+        print(plots.skip_warning(out / "convergence.png"), file=sys.stderr)
+    elif curves:
         plots.convergence([{**c, "label": f"{c['format']} {c['method']}"} for c in curves],
                           out / "convergence.png", title=title)
     return summaries

@@ -7,16 +7,31 @@ from collections.abc import Sequence
 from typing import Any
 
 from tnn.formats import FORMATS
-from tnn.io import atomic_write
+from tnn.io import MissingExtraError, atomic_write, require
+from tnn.io.extras import install_hint
 
 
 def _pyplot() -> Any:
-    import matplotlib
-
+    """``matplotlib.pyplot`` on the Agg backend; :class:`tnn.io.MissingExtraError` without matplotlib."""
+    # imported on use: matplotlib is an optional dependency (the 'demo' extra)
+    matplotlib = require("matplotlib", "demo", "plotting")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return require("matplotlib.pyplot", "demo", "plotting")
 
-    return plt
+
+def available() -> bool:
+    """Whether matplotlib can be imported (plots are skipped with a warning otherwise)."""
+    try:
+        _pyplot()
+    except MissingExtraError:
+        return False
+    return True
+
+
+def skip_warning(path: str | os.PathLike[str]) -> str:
+    """The warning printed when a plot is skipped for want of matplotlib."""
+    return (f"warning: matplotlib is not installed, {os.fspath(path)} skipped (the results are written); "
+            f"to plot: {install_hint('demo')}")
 
 
 def _save(fig: Any, path: str | os.PathLike[str]) -> None:

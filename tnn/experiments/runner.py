@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -72,6 +73,8 @@ def load_teacher(model: str, weights: str | os.PathLike[str] | None, num_classes
     teacher = get_model(model) if num_classes is None else get_model(model, num_classes=num_classes)
     if weights is not None:
         path = Path(weights)
+        if path.is_dir():
+            raise ValueError(f"weights file {str(path)!r} is a directory; give the weights file in it")
         if not path.is_file():
             raise FileNotFoundError(f"weights file {str(path)!r} does not exist")
         load_pretrained(teacher, path)
@@ -83,12 +86,20 @@ def load_teacher(model: str, weights: str | os.PathLike[str] | None, num_classes
 TABLE_NEUTRAL_FIELDS = ("conv_steps", "conv_eval_every", "conv_eval_limit", "checkpoint_every")
 
 
-def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = ()) -> None:
+def _holds_results(out: Path) -> bool:
+    """Whether ``out`` holds anything besides ``config.json``: a baseline, a cell or a curve."""
+    return any(p.is_file() and p.name != "config.json" for p in out.rglob("*"))
+
+
+def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = (),
+                  write: bool = True) -> None:
     """Refuse to continue ``out`` when it holds a run of another model, dataset, budget, seed, weights or
     exclusion list (the budget's ``neutral`` fields may differ, and fields added to :class:`Budget`
-    after the folder was written count as their defaults)."""
+    after the folder was written count as their defaults). A folder holding only ``config.json`` (a run
+    that failed before computing anything) takes the new configuration. Without ``write``, only
+    compare: nothing is created."""
     path = out / "config.json"
-    if path.exists():
+    if path.exists() and _holds_results(out):
         old = json.loads(path.read_text())
         defaults = Budget("defaults", steps_per_stage=1).to_dict()
         for key in ("model", "dataset", "budget", "seed", "weights_name", "exclude"):
@@ -102,7 +113,7 @@ def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = 
                     f"{out} holds a run with {key}={old.get(key)!r}, this run has {key}={config.get(key)!r}; "
                     "finished cells would mix budgets: use another output folder"
                 )
-    else:
+    elif write:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(path, config)
 
@@ -201,7 +212,10 @@ def write_outputs(out: Path, title: str = "", budget_line: str = "") -> list[dic
     text = tables.markdown(rows, title=title, budget_line=budget_line)
     atomic_write_text(out / "results.md", text)
     if any(r.get("format") != "baseline" and r.get("status") == "ok" for r in rows):
-        plots.accuracy_vs_rate(rows, out / "accuracy_vs_rate.png", title=title)
+        if plots.available():
+            plots.accuracy_vs_rate(rows, out / "accuracy_vs_rate.png", title=title)
+        else:
+            print(plots.skip_warning(out / "accuracy_vs_rate.png"), file=sys.stderr)
     return rows
 
 
@@ -261,10 +275,12 @@ def run_experiment(
         "weights_name": Path(weights).name if weights is not None else None,
         "exclude": sorted(exclude) if exclude else None,
     }
-    _check_config(out, config, neutral=TABLE_NEUTRAL_FIELDS)
+    _check_config(out, config, neutral=TABLE_NEUTRAL_FIELDS, write=False)
     title = f"{model} on {dataset}"
+    # data and weights are loaded before anything is written: a wrong path leaves no folder behind
     data = load_run_data(model, dataset, budget, data_dir, seed=seed)
     teacher = load_teacher(model, weights)
+    _check_config(out, config, neutral=TABLE_NEUTRAL_FIELDS)
     baseline = run_baseline(out, model, dataset, teacher, data, budget, device)
     log(f"[{title}] baseline: test accuracy {baseline['acc_seq_test']:.4f} "
         f"({data.sizes()}); budget {budget.describe()}")

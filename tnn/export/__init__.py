@@ -12,7 +12,7 @@ imported only when these functions run.
 
 from __future__ import annotations
 
-from tnn.export.onnx_export import OnnxExport, export_onnx, onnx_max_abs_diff, run_onnx
+from tnn.export.onnx_export import OnnxExport, export_onnx, onnx_max_abs_diff, require_onnx, run_onnx
 from tnn.export.safetensors_io import (
     METADATA_KEY,
     load_safetensors,
@@ -28,6 +28,7 @@ __all__ = [
     "load_safetensors",
     "onnx_max_abs_diff",
     "read_safetensors_metadata",
+    "require_onnx",
     "run_onnx",
     "safetensors_metadata",
     "save_safetensors",

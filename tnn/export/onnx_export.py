@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tnn.io import atomic_write
+from tnn.io import atomic_write, require
 
 __all__ = ["OnnxExport", "export_onnx", "onnx_max_abs_diff", "run_onnx"]
 
@@ -105,9 +105,22 @@ def _check_input(example_input: Any) -> torch.Tensor:
     return example_input
 
 
+def require_onnx(check: bool = True) -> None:
+    """Fail before any work when ONNX export (and, with ``check``, onnxruntime) is not installed.
+
+    Raises
+    ------
+    tnn.io.MissingExtraError
+        ``onnx`` / ``onnxscript`` (or ``onnxruntime``) cannot be imported; the message names the extra.
+    """
+    for module in ("onnx", "onnxscript") + (("onnxruntime",) if check else ()):
+        require(module, "export", "ONNX export" if module != "onnxruntime" else "checking an ONNX export")
+
+
 def run_onnx(path: str | os.PathLike[str], x: torch.Tensor) -> list[torch.Tensor]:
     """Run the ``.onnx`` file at ``path`` in onnxruntime (CPU) on ``x``; the outputs as tensors."""
-    import onnxruntime as ort
+    # imported on use: onnxruntime is an optional dependency (the 'export' extra)
+    ort = require("onnxruntime", "export", "checking an ONNX file")
 
     p = Path(path)
     if not p.is_file():
@@ -188,6 +201,7 @@ def export_onnx(
     if not isinstance(model, nn.Module):
         raise TypeError(f"export_onnx expects an nn.Module, got {type(model).__name__}")
     x = _check_input(example_input)
+    require_onnx(check)
     if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 7):
         raise ValueError(f"opset must be an int >= 7, got {opset!r}")
     if not isinstance(dynamic_batch, bool):

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from tnn.io.atomic import atomic_open, atomic_write, atomic_write_text
 from tnn.io.checkpoint import CheckpointError, checkpoint_metadata, load_checkpoint, save_checkpoint
+from tnn.io.extras import MissingExtraError, require
 from tnn.io.jsonable import to_jsonable
 from tnn.io.safetensors_file import read_safetensors_metadata, read_safetensors_tensors, write_safetensors
 
 __all__ = [
     "CheckpointError",
+    "MissingExtraError",
     "atomic_open",
     "atomic_write",
     "atomic_write_text",
@@ -26,6 +28,7 @@ __all__ = [
     "load_checkpoint",
     "read_safetensors_metadata",
     "read_safetensors_tensors",
+    "require",
     "save_checkpoint",
     "to_jsonable",
     "write_safetensors",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,14 @@ def verify_zip_integrity(path: str | os.PathLike[str]) -> None:
         raise CheckpointError(f"checkpoint {str(p)!r} is corrupted: entry {bad!r} fails its CRC-32 check")
 
 
+def load_weights_only(path: Path, map_location: Any = "cpu") -> Any:
+    """``torch.load(path, weights_only=True)`` without torch's warning about a raw pickle's protocol
+    (such a file is refused with a one-line error by the callers, the warning only adds noise)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with ``torch.load(weights_only=True)``.
 
@@ -117,11 +126,13 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         The file is truncated, corrupted, or not a dict.
     """
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint {str(p)!r} is a directory, not a file; give the file in it")
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {str(p)!r} does not exist")
     verify_zip_integrity(p)
     try:
-        obj = torch.load(p, map_location=map_location, weights_only=True)
+        obj = load_weights_only(p, map_location)
     except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError, OSError,
             KeyError, IndexError, AttributeError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

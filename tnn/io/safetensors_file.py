@@ -18,20 +18,15 @@ import torch
 
 from tnn.io.atomic import atomic_write
 from tnn.io.checkpoint import CheckpointError
+from tnn.io.extras import require
 
 #: key of the JSON metadata inside the safetensors header
 METADATA_KEY = "tnn"
 
 
 def _require_safetensors() -> Any:
-    # imported here, not at the top: safetensors is an optional dependency (the 'export' extra)
-    try:
-        import safetensors.torch as st
-    except ModuleNotFoundError as exc:  # pragma: no cover - installed with the 'export' extra
-        raise ModuleNotFoundError(
-            "safetensors is not installed; install tnn with the 'export' extra (pip install 'tnn[export]')"
-        ) from exc
-    return st
+    # imported on use, not at the top: safetensors is an optional dependency (the 'export' extra)
+    return require("safetensors.torch", "export", "reading or writing .safetensors files")
 
 
 def _open_error(p: Path, exc: BaseException) -> CheckpointError:
@@ -83,6 +78,8 @@ def read_safetensors_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     from safetensors import safe_open  # optional dependency, see _require_safetensors
 
     p = Path(path)
+    if p.is_dir():
+        raise CheckpointError(f"safetensors file {str(p)!r} is a directory, not a file; give the file in it")
     if not p.is_file():
         raise FileNotFoundError(f"safetensors file {str(p)!r} does not exist")
     try:

@@ -9,18 +9,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from tnn.io.checkpoint import verify_zip_integrity
+from tnn.io.checkpoint import load_weights_only, verify_zip_integrity
 
 _PREFIXES = ("module.", "_orig_mod.")
 
 
 def _read(path: Path) -> object:
+    if path.is_dir():
+        raise ValueError(f"checkpoint {str(path)!r} is a directory, not a file; give the file in it")
     if not path.is_file():
         raise ValueError(f"checkpoint {str(path)!r} does not exist or is not a file")
 
     verify_zip_integrity(path)  # torch.load does not check CRCs: flipped bytes would load silently
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return load_weights_only(path)
     except Exception as err:  # truncated zip, bad pickle, unsafe globals, ...
         raise ValueError(
             f"checkpoint {str(path)!r} cannot be read "

@@ -69,6 +69,15 @@ def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
     return nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
+def all_finite(value: torch.Tensor) -> bool:
+    """Whether ``value`` is finite on every process: a collective, so every rank must call it and all
+    get the same answer (a non-finite loss on one rank stops them all)."""
+    ok = torch.tensor([float(bool(torch.isfinite(value).all()))], device=value.device)
+    if is_distributed():
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item() > 0)
+
+
 def barrier() -> None:
     """Synchronise all processes (no-op when not distributed)."""
     if is_distributed():

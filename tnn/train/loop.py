@@ -321,14 +321,17 @@ def run_phases(
         return time.perf_counter() - t0 - paused
 
     def save(phase_index: int, step: int, optimizer: torch.optim.Optimizer | None) -> None:
-        if checkpoint is None or not main:
+        if checkpoint is None:
             return
+        # every rank checks (DDP keeps the parameters equal), so all stop together
         bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
         if bad:
             raise NonFiniteLossError(
                 f"training stopped at global step {global_step}: parameters {bad[:3]} became NaN/inf; "
                 f"the last good checkpoint {str(ck_path)!r} is kept (lower the learning rate)"
             )
+        if not main:
+            return
         meta = checkpoint_metadata(step=global_step, **(checkpoint.metadata or {}))
         payload = {
             "metadata": meta,
@@ -396,11 +399,13 @@ def run_phases(
                     x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
                     out = runner(x)
                     loss = phase.loss(out, x, y, idx)
-                    if not bool(torch.isfinite(loss.detach()).all()):
+                    if not D.all_finite(loss.detach()):  # all ranks decide together
                         kept = (f"the last good checkpoint {str(ck_path)!r} is kept"
                                 if ck_path is not None and os.path.exists(ck_path) else "no checkpoint")
+                        local = bool(torch.isfinite(loss.detach()).all())
+                        what = "on another process" if local else str(float(loss.detach()))
                         raise NonFiniteLossError(
-                            f"training stopped: non-finite loss {float(loss.detach())} in phase "
+                            f"training stopped: non-finite loss {what} in phase "
                             f"{phase.name!r} at step {step} (global step {global_step}); {kept}; "
                             "lower the learning rate or check the data for NaN/inf"
                         )
