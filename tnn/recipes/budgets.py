@@ -225,7 +225,7 @@ BUDGETS: dict[str, dict[str, Budget]] = {
                          finetune_lr=1e-3, distill=True, schedule="cosine", warmup=0.05,
                          checkpoint_every=100),
         "*": Budget("long", fit_samples=512, fit_steps=300, steps_per_stage=0, batch_size=128, lr=3e-3,
-                    val_size=5000, val_limit=1000, cache_teacher=True, finetune_steps=2000, finetune_lr=1e-3,
+                    val_size=5000, val_limit=1000, cache_teacher=True, finetune_steps=2000, finetune_lr=3e-3,
                     distill=True, augment=True, schedule="cosine", warmup=0.05, checkpoint_every=50),
     },
     "demo": {
