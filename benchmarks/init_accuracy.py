@@ -37,10 +37,24 @@ def _write(path: Path, data: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def summary(out: Path) -> None:
+    """Print one markdown row per cell file under ``out``."""
+    print("| format | rate | setting | val kernel init | val data init | fit s |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
+    for path in sorted(out.glob("*.json")):
+        if path.name.startswith("kernel-"):
+            continue
+        d = json.loads(path.read_text())
+        tag = path.stem.split("-", 2)[2]
+        print(f"| {d['format']} | {d['rate']:g} | {tag} | {100 * d['val_kernel_init']:.2f} | "
+              f"{100 * d['val_data_init']:.2f} | {d['fit_seconds']:.0f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", required=True)
-    parser.add_argument("--weights", required=True)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--weights")
+    parser.add_argument("--summary", action="store_true", help="print the table of --out and stop")
     parser.add_argument("--formats", nargs="+", default=["cp", "rcp", "tt", "rtt"])
     parser.add_argument("--rates", nargs="+", type=float, default=[0.1, 0.05])
     parser.add_argument("--exclude", nargs="*", default=["conv1", "linear"])
@@ -56,8 +70,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", required=True)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     out = Path(args.out)
+    if args.summary:
+        summary(out)
+        return
+    if args.data_dir is None or args.weights is None:
+        parser.error("--data-dir and --weights are required")
+    torch.set_num_threads(args.threads)
     out.mkdir(parents=True, exist_ok=True)
 
     teacher = load_pretrained(get_model("resnet32"), args.weights).eval()

@@ -147,3 +147,13 @@ def test_bn_scale_follows_conv_names() -> None:
     want = teacher.bn2.weight.abs() / torch.sqrt(teacher.bn2.running_var + teacher.bn2.eps)
     assert torch.allclose(scale, want.double())
     assert bn_scale(teacher, "fc") is None
+
+
+def test_column_subsampling_keeps_about_the_asked_number() -> None:
+    teacher, x = _teacher(), _inputs(16)
+    student = compress(teacher, "cp", RATE).eval()
+    full = layer_statistics(student, teacher, "conv1", x, batch_size=4)
+    sub = layer_statistics(student, teacher, "conv1", x, batch_size=4, columns=200)
+    assert full.count == 16 * 64 and sub.count == 200
+    ratio = float(sub.gram.trace() / full.gram.trace()) * full.count / sub.count
+    assert 0.5 < ratio < 2.0

@@ -225,7 +225,7 @@ def _objective(w: torch.Tensor, stats: LayerStats, w2: torch.Tensor) -> torch.Te
     return (w2 * per_row).sum() / (w2 * stats.yy).sum()
 
 
-def fit_layer(layer: nn.Module, stats: LayerStats, *, steps: int = 500, lr: float = 1e-2,
+def fit_layer(layer: nn.Module, stats: LayerStats, *, steps: int = 300, lr: float = 3e-2,
               channel_weight: torch.Tensor | None = None) -> tuple[float, float]:
     """Fit a tensorial layer's factors and bias to ``stats`` with Adam; keep the best iterate.
 
@@ -287,8 +287,8 @@ def fit_layer(layer: nn.Module, stats: LayerStats, *, steps: int = 500, lr: floa
     return math.sqrt(max(before, 0.0)), math.sqrt(max(best, 0.0))
 
 
-def fit_layers(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, *, steps: int = 500,
-               lr: float = 1e-2, batch_size: int = 128, columns: int | None = 32768,
+def fit_layers(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, *, steps: int = 300,
+               lr: float = 3e-2, batch_size: int = 128, columns: int | None = 32768,
                target: str = "output", weighting: str = "bn", progress: bool = False
                ) -> list[dict[str, Any]]:
     """Data-fitted initialisation: fit every tensorial layer of ``student`` to ``teacher``, in forward order.
