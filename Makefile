@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $@
 
 demo: $(STAMP)   ## the main job, offline: LeNet-5 on `digits`, compressed in five formats
-	$(BIN)/tnn demo --out runs/demo
+	$(BIN)/tnn demo --out runs/demo --overwrite
 
 test: $(STAMP)   ## the whole quick suite (what CI runs)
 	$(BIN)/python -m pytest -q

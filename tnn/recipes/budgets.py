@@ -186,7 +186,10 @@ class Budget:
                      else f"{self.finetune_epochs:g} epochs" if self.finetune_epochs else "")
         ft = (f"; fine-tuning {ft_budget} Adam {self.finetune_lr:g}"
               + (f", distilled (T={self.temperature:g}, alpha={self.alpha:g})" if self.distill else "")
+              + (", on augmented images" if self.augment else "")
               if ft_budget else "; no fine-tuning")
+        if self.schedule != "constant" or self.warmup:
+            ft += f"; {self.schedule} learning rates, warm-up {self.warmup:g}"
         test = f"first {self.eval_limit} test images" if self.eval_limit else "all test images"
         fit = (f"data-fitted initialisation on {self.fit_samples} images ({self.fit_steps} Adam steps per "
                f"layer, {self.fit_lr:g}); " if self.fit_samples else "")
