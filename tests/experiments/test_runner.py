@@ -258,3 +258,14 @@ def test_budget_fields_match_cli_overrides() -> None:
 
     fields = {f.name for f in dataclasses.fields(Budget)}
     assert {field for field, _, _ in BUDGET_FLAGS.values()} <= fields
+
+
+def test_a_cell_records_its_accuracy_curve(tmp_path: Path) -> None:
+    budget = _tiny(steps_per_stage=2, finetune_steps=3, curve_every=2, curve_limit=8)
+    run_experiment("lenet5", "synthetic", ["tt"], [0.2], budget, tmp_path, log=lambda _s: None)
+    curve = json.loads((tmp_path / "cells" / "tt-r0.2" / "curve.json").read_text())
+    total = 8 + 3  # 4 stages x 2 steps, then 3 fine-tuning steps
+    assert curve["steps"][0] == 0 and curve["steps"][-1] == total
+    assert curve["wall_s"] == sorted(curve["wall_s"]) and len(curve["accuracy"]) == len(curve["steps"])
+    assert all(0.0 <= a <= 1.0 for a in curve["accuracy"])
+    assert (tmp_path / "accuracy_vs_time.png").stat().st_size > 1000

@@ -70,14 +70,15 @@ def steps_to_within(steps: Sequence[int], accuracy: Sequence[float], tol: float 
     return {"first": int(first), "stays": int(stays), "final": final}
 
 
-def _curve(result: RecipeResult, points: list[dict[str, float]]) -> dict[str, Any]:
+def _curve(result: RecipeResult) -> dict[str, Any]:
     """A curve's JSON: evaluation points, stage ends and step losses."""
     hist = result.history()
+    points = hist.evaluations
     ends, total = [], 0
     for phase in hist.phases:
         total += int(phase["steps"])
         ends.append(total)
-    return {"steps": [int(p["step"]) for p in points], "wall_s": [p["train_s"] for p in points],
+    return {"steps": [int(p["global_step"]) for p in points], "wall_s": [p["train_s"] for p in points],
             "accuracy": [p["value"] for p in points], "stage_ends": ends, "losses": hist.losses()}
 
 
@@ -159,7 +160,7 @@ def run_convergence(
                 cache=cache, callbacks=[evaluate_every], seed=seed, device=device,
                 log=lambda line, _label=f"{fmt} {method}": log(f"  {_label}: {line}"),
             )
-            curve = _curve(result, evaluate_every.points)
+            curve = _curve(result)
             curve.update(format=fmt, method=method, rate=rate,
                          achieved_rate=init.tnn_report.achieved_rate, budget=budget.name,
                          eval_limit=budget.conv_eval_limit, n_train=len(data.train))

@@ -39,6 +39,16 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
+#: Line colour of each low-rank format; its reshaped format is drawn dashed in the same colour.
+_COLOURS = {"svd": "C4", "cp": "C0", "tk": "C1", "tt": "C2", "tr": "C3"}
+
+
+def _style(fmt: str) -> dict[str, Any]:
+    """Colour and line style of a format's line."""
+    base = fmt[1:] if fmt.startswith("r") and fmt[1:] in _COLOURS else fmt
+    return {"color": _COLOURS.get(base), "linestyle": "--" if base != fmt else "-"}
+
+
 def accuracy_vs_rate(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
     """Final test accuracy (%) against the target compression rate (log axis), one line per format.
 
@@ -50,16 +60,13 @@ def accuracy_vs_rate(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
-    colours = {"svd": "C4", "cp": "C0", "tk": "C1", "tt": "C2", "tr": "C3"}
     ok = [r for r in rows if r.get("status") == "ok" and r.get("format") != "baseline"]
     for fmt in [f for f in FORMATS if any(r["format"] == f for r in ok)]:
         pts = sorted((float(r["rate"]), 100 * float(r["acc_final_test"]))
                      for r in ok if r["format"] == fmt and r.get("acc_final_test") is not None)
         if not pts:
             continue
-        base = fmt[1:] if fmt.startswith("r") and fmt[1:] in colours else fmt
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, label=fmt,
-                color=colours.get(base, None), linestyle="--" if base != fmt else "-")
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=4, label=fmt, **_style(fmt))
     base_row = next((r for r in rows if r.get("format") == "baseline"), None)
     if base_row is not None and base_row.get("acc_final_test") is not None:
         ax.axhline(100 * float(base_row["acc_final_test"]), color="grey", lw=1, label="uncompressed")
@@ -96,6 +103,29 @@ def convergence(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     axes[0].legend(fontsize=7)
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+
+
+def accuracy_vs_time(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
+    """Test accuracy (%) against wall-clock seconds of a cell (compression and fitting included), one line
+    per cell; reshaped formats dashed in the colour of their baseline.
+
+    ``curves``: dicts with ``format``, ``rate``, ``wall_s``, ``accuracy`` (fractions), ``test_images``.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
+    for c in curves:
+        ax.plot(c["wall_s"], [100 * a for a in c["accuracy"]], marker=".", ms=3,
+                label=f"{c['format']} @ {c['rate']:g}", **_style(c["format"]))
+    ax.set_xlabel("wall-clock seconds of the cell")
+    n = curves[0].get("test_images") if curves else None
+    ax.set_ylabel(f"test accuracy (%){f', first {n} test images' if n else ''}")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=7)
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)

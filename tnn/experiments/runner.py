@@ -41,7 +41,7 @@ from tnn.recipes import (
     compress_and_train,
     load_run_data,
 )
-from tnn.train import TeacherCache, evaluate
+from tnn.train import EvaluateEvery, TeacherCache, evaluate
 
 
 def input_shape(model: str, budget: Budget) -> tuple[int, ...]:
@@ -83,7 +83,8 @@ def load_teacher(model: str, weights: str | os.PathLike[str] | None, num_classes
 
 #: Budget fields that cannot change a finished table cell (the convergence study's settings, and how
 #: often a cell saves its training state), so a table folder may be continued after they change.
-TABLE_NEUTRAL_FIELDS = ("conv_steps", "conv_eval_every", "conv_eval_limit", "checkpoint_every")
+TABLE_NEUTRAL_FIELDS = ("conv_steps", "conv_eval_every", "conv_eval_limit", "checkpoint_every", "curve_every",
+                        "curve_limit")
 
 
 def _holds_results(out: Path) -> bool:
@@ -163,13 +164,26 @@ def run_cell(cell_dir: Path, model: str, dataset: str, fmt: str, rate: float, te
     cell_dir.mkdir(parents=True, exist_ok=True)
     resumed = (cell_dir / CHECKPOINT_SEQUENTIAL).exists()
     t_cell = time.perf_counter()
+    callbacks = []
+    if budget.curve_every and data.test is not None:
+        callbacks.append(EvaluateEvery(budget.curve_every,
+                                       lambda m: _accuracy(m, data.test, budget.curve_limit, device) or 0.0))
     result = compress_and_train(
         teacher, data, fmt, rate, budget, model_name=model, exclude=list(exclude) if exclude else None,
         input_shape=input_shape(model, budget), cache=cache, checkpoint_dir=cell_dir, resume=True, seed=seed,
-        device=device, progress=progress,
+        device=device, progress=progress, callbacks=callbacks,
     )
     report = result.report
     fig = result.figures
+    if callbacks:
+        start = fig.get("wall_compress_s", 0.0) + fig.get("wall_fit_s", 0.0)
+        points = result.history().evaluations
+        _write_json(cell_dir / "curve.json", {
+            "format": fmt, "rate": rate, "test_images": budget.curve_limit,
+            "steps": [p["global_step"] for p in points],
+            "wall_s": [round(start + p["train_s"], 2) for p in points],
+            "accuracy": [p["value"] for p in points],
+        })
     row: dict[str, Any] = {
         "model": model, "dataset": dataset, "budget": budget.name, "format": fmt, "rate": rate,
         "status": "ok", "achieved_rate": report.achieved_rate, "model_rate": report.model_rate,
@@ -180,7 +194,7 @@ def run_cell(cell_dir: Path, model: str, dataset: str, fmt: str, rate: float, te
     row.update(wall_s=round(time.perf_counter() - t_cell, 2), resumed=resumed, seed=seed, **data.sizes())
     _write_json(cell_dir / "result.json", row)
     for name in (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE):
-        (cell_dir / name).unlink(missing_ok=True)
+        (cell_dir / name).unlink(missing_ok=True)  # the curve and the row are kept
     (cell_dir / "error.txt").unlink(missing_ok=True)
     return row
 
@@ -214,6 +228,9 @@ def write_outputs(out: Path, title: str = "", budget_line: str = "") -> list[dic
     if any(r.get("format") != "baseline" and r.get("status") == "ok" for r in rows):
         if plots.available():
             plots.accuracy_vs_rate(rows, out / "accuracy_vs_rate.png", title=title)
+            curves = [json.loads(p.read_text()) for p in sorted((out / "cells").glob("*/curve.json"))]
+            if curves:
+                plots.accuracy_vs_time(curves, out / "accuracy_vs_time.png", title=title)
         else:
             print(plots.skip_warning(out / "accuracy_vs_rate.png"), file=sys.stderr)
     return rows

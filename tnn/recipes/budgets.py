@@ -86,6 +86,10 @@ class Budget:
         stages) and steps between evaluations.
     conv_eval_limit : int
         Convergence study: test images per evaluation point.
+    curve_every, curve_limit : int
+        Table cells: test accuracy on the first ``curve_limit`` test images every ``curve_every``
+        training steps (0: no curve), for the accuracy-against-time plot; evaluation time is not
+        training time.
     """
 
     name: str
@@ -117,6 +121,8 @@ class Budget:
     conv_steps: int = 400
     conv_eval_every: int = 25
     conv_eval_limit: int = 1000
+    curve_every: int = 0
+    curve_limit: int = 1000
 
     def __post_init__(self) -> None:
         if (self.steps_per_stage is None) == (self.epochs_per_stage is None):
@@ -136,7 +142,8 @@ class Budget:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                       or value <= 0):
                 raise ValueError(f"budget {self.name!r}: {key} must be positive or None, got {value!r}")
-        for key in ("val_size", "finetune_steps", "steps_per_stage", "fit_samples", "fit_steps"):
+        for key in ("val_size", "finetune_steps", "steps_per_stage", "fit_samples", "fit_steps",
+                    "curve_every", "curve_limit"):
             value = getattr(self, key)
             if value is None and key == "steps_per_stage":
                 continue
@@ -229,7 +236,8 @@ BUDGETS: dict[str, dict[str, Budget]] = {
                          checkpoint_every=100),
         "*": Budget("long", fit_samples=512, fit_steps=300, steps_per_stage=0, batch_size=128, lr=3e-3,
                     val_size=5000, val_limit=1000, cache_teacher=True, finetune_steps=2000, finetune_lr=3e-3,
-                    distill=True, augment=True, schedule="cosine", warmup=0.05, checkpoint_every=50),
+                    distill=True, augment=True, schedule="cosine", warmup=0.05, checkpoint_every=50,
+                    curve_every=200, curve_limit=1000),
     },
     "demo": {
         "*": Budget("demo", steps_per_stage=40, batch_size=64, lr=1e-3, val_size=0, cache_teacher=True,

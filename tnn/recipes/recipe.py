@@ -73,12 +73,12 @@ class RecipeResult:
         return self.student.tnn_report  # type: ignore[no-any-return]
 
     def history(self) -> History:
-        """Both phases' step and stage records in one history."""
+        """Both phases' records in one history (fine-tuning's steps and seconds continue sequential
+        training's)."""
         merged = History()
         for h in (self.sequential, self.finetune):
             if h is not None:
-                merged.steps.extend(h.steps)
-                merged.phases.extend(h.phases)
+                merged.extend(h)
         return merged
 
 

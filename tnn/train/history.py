@@ -24,17 +24,37 @@ class History:
     phases : list of dict
         One record per finished phase: ``phase``, ``phase_index``, ``steps``, ``wall_s``, ``final_loss``
         (mean of the last 10 step losses) and whatever the evaluation callback returned (e.g. ``accuracy``).
+    evaluations : list of dict
+        Evaluation points recorded during training (:class:`tnn.train.EvaluateEvery`): ``global_step``,
+        ``train_s`` (training seconds so far) and ``value``. Checkpointed with the rest, so a resumed run
+        keeps its curve.
     """
 
     steps: list[dict[str, Any]] = field(default_factory=list)
     phases: list[dict[str, Any]] = field(default_factory=list)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": list(self.steps), "phases": list(self.phases)}
+        return {"steps": list(self.steps), "phases": list(self.phases), "evaluations": list(self.evaluations)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> History:
-        return cls(steps=list(data.get("steps", [])), phases=list(data.get("phases", [])))
+        return cls(steps=list(data.get("steps", [])), phases=list(data.get("phases", [])),
+                   evaluations=list(data.get("evaluations", [])))
+
+    def extend(self, later: History) -> None:
+        """Append a later run's records (its step counts and seconds continue this history's)."""
+        steps_done = self.steps[-1]["global_step"] if self.steps else 0
+        seconds = float(self.steps[-1]["time"]) if self.steps else 0.0
+        self.steps.extend({**r, "global_step": r["global_step"] + steps_done, "time": r["time"] + seconds}
+                          for r in later.steps)
+        self.phases.extend(later.phases)
+        # the later run's step 0 is this run's last point (same model): keep one of them
+        repeated = bool(self.evaluations and later.evaluations and later.evaluations[0]["global_step"] == 0)
+        start = 1 if repeated else 0
+        self.evaluations.extend({**e, "global_step": e["global_step"] + steps_done,
+                                 "train_s": round(e["train_s"] + seconds, 3)}
+                                for e in later.evaluations[start:])
 
     def losses(self, phase: str | None = None) -> list[float]:
         """Step losses, optionally of one phase only."""

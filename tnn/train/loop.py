@@ -152,7 +152,9 @@ class StepEvent:
         Position: the phase, the step within it (from 0, already taken) and the steps of the run so far.
     loss : float
     train_s : float
-        Training seconds of this call so far (callbacks' own time excluded).
+        Training seconds of the run so far, resumed calls included (callbacks' own time excluded).
+    history : History
+        The run's history (checkpointed): a callback may record into ``history.evaluations``.
     last : bool
         Whether this was the last step of the run.
     """
@@ -165,6 +167,7 @@ class StepEvent:
     loss: float
     train_s: float
     last: bool
+    history: History
 
 
 class LoopOptions(TypedDict, total=False):
@@ -184,7 +187,7 @@ class LoopOptions(TypedDict, total=False):
 class Callback:
     """Hooks into :func:`run_phases`. Subclass and override what you need."""
 
-    def on_run_start(self, model: nn.Module, global_step: int) -> None:
+    def on_run_start(self, model: nn.Module, global_step: int, history: History) -> None:
         """Once per call, before the first step (``global_step`` > 0 when resuming)."""
 
     def on_step_end(self, event: StepEvent) -> bool | None:
@@ -193,10 +196,12 @@ class Callback:
 
 
 class EvaluateEvery(Callback):
-    """Evaluate ``evaluate(model) -> float`` at step 0 and every ``every`` steps, and at the last step.
+    """Record ``evaluate(model) -> float`` at step 0, every ``every`` steps and at the last step.
 
-    ``points`` collects ``{"step", "train_s", "value"}``; steps and seconds count over every run the
-    callback was given to (e.g. sequential training then fine-tuning), so one curve spans them.
+    The points go into the run's ``history.evaluations`` (``global_step``, ``train_s``, ``value``), which
+    checkpoints carry, so a resumed run keeps the points it had (steps after the last checkpoint are
+    redone and evaluated again). Given to consecutive runs (sequential training, then fine-tuning), the
+    value at the end of one is reused as the next one's step 0 (the model has not changed).
     """
 
     def __init__(self, every: int, evaluate: Callable[[nn.Module], float]) -> None:
@@ -204,23 +209,21 @@ class EvaluateEvery(Callback):
             raise ValueError(f"every must be a positive integer, got {every!r}")
         self.every = every
         self.evaluate = evaluate
-        self.points: list[dict[str, float]] = []
-        self._steps = 0
-        self._train_s = 0.0
-        self._run_s = 0.0
+        self._end_value: float | None = None
 
-    def on_run_start(self, model: nn.Module, global_step: int) -> None:
-        self._train_s += self._run_s
-        self._run_s = 0.0
-        if not self.points:
-            self.points.append({"step": 0, "train_s": 0.0, "value": self.evaluate(model)})
+    def on_run_start(self, model: nn.Module, global_step: int, history: History) -> None:
+        if global_step == 0 and not history.evaluations:
+            value = self._end_value if self._end_value is not None else self.evaluate(model)
+            history.evaluations.append({"global_step": 0, "train_s": 0.0, "value": value})
+        self._end_value = None
 
     def on_step_end(self, event: StepEvent) -> None:
-        self._steps += 1
-        self._run_s = event.train_s
-        if self._steps % self.every == 0 or event.last:
-            self.points.append({"step": self._steps, "train_s": round(self._train_s + event.train_s, 3),
-                                "value": self.evaluate(event.model)})
+        if event.global_step % self.every == 0 or event.last:
+            value = self.evaluate(event.model)
+            event.history.evaluations.append({"global_step": event.global_step,
+                                              "train_s": round(event.train_s, 3), "value": value})
+            if event.last:
+                self._end_value = value
         return None
 
 
@@ -313,7 +316,6 @@ def run_phases(
                    disable=not sys.stderr.isatty())
     paused = 0.0  # seconds spent in callbacks: not training time
     t0 = time.perf_counter() - elapsed
-    call_t0 = time.perf_counter()
     steps_this_call = 0
     global_step = done
 
@@ -351,7 +353,7 @@ def run_phases(
         if not callbacks:
             return False
         t = time.perf_counter()
-        event = StepEvent(model=model, train_s=t - call_t0 - paused, **event_args)
+        event = StepEvent(model=model, train_s=t - t0 - paused, history=history, **event_args)
         stop = False
         for cb in callbacks:
             stop = bool(cb.on_step_end(event)) or stop
@@ -360,7 +362,7 @@ def run_phases(
 
     t = time.perf_counter()
     for cb in callbacks:
-        cb.on_run_start(model, global_step)
+        cb.on_run_start(model, global_step, history)
     paused += time.perf_counter() - t
     try:
         for pi in range(start_phase, len(phases)):
