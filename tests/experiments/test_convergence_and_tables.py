@@ -60,7 +60,7 @@ def test_summary_table_layout() -> None:
 
 def test_detail_table_and_markdown() -> None:
     text = detail_table(_rows())
-    assert "| rtt | 0.1 | 0.0980, 1 dense | 98 | 50.00 | 97.00 | 97.12 | 98.01 | 40+10 | 12 |" in text
+    assert "| rtt | 0.1 | 0.0980, 1 dense | 98 | 50.00 | — | 97.00 | — | 97.12 | 98.01 | 40+10 | 12 |" in text
     assert "failed: RuntimeError: boom" in text
     md = markdown(_rows(), title="m on d", budget_line="cpu: ...")
     assert md.startswith("### m on d") and "Budget: cpu: ..." in md

@@ -329,8 +329,10 @@ def run_experiment(
                 log(f"[{title}] {cell_name(fmt, rate)}: FAILED {type(exc).__name__}: {exc}")
                 continue
             (cell_dir / "error.json").unlink(missing_ok=True)
-            ft = f", fine-tuned {row['acc_ft_test']:.4f}" if row["acc_ft_test"] is not None else ""
+            phases = "".join(f", {name} {row[key]:.4f}" for name, key in (
+                ("after the fit", "acc_fit_test"), ("after sequential training", "acc_seq_test"),
+                ("fine-tuned", "acc_ft_test")) if row.get(key) is not None)
             log(f"[{title}] {cell_name(fmt, rate)}: achieved rate {row['achieved_rate']:.4f}, test accuracy "
-                f"after sequential training {row['acc_seq_test']:.4f}{ft}; {row['wall_s']:.0f} s")
+                f"{row['acc_final_test']:.4f}{phases}; {row['wall_s']:.0f} s")
             write_outputs(out, title, budget.describe())
     return write_outputs(out, title, budget.describe())

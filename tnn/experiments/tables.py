@@ -19,9 +19,11 @@ from tnn.io import atomic_write_text
 CSV_FIELDS: tuple[str, ...] = (
     "model", "dataset", "budget", "format", "rate", "status", "achieved_rate", "model_rate",
     "params_before", "params_after", "model_params", "layers_compressed", "layers_dense",
-    "acc_init_val", "acc_seq_val", "acc_seq_test", "acc_ft_val", "acc_ft_test", "acc_final_test",
-    "steps_seq", "steps_ft", "stages", "final_stage_loss", "wall_compress_s", "wall_teacher_s", "wall_seq_s",
-    "wall_ft_s", "wall_eval_s", "wall_s", "resumed", "seed", "n_train", "n_val", "n_test", "error",
+    "acc_init_val", "acc_init_test", "acc_fit_val", "acc_fit_test", "acc_seq_val", "acc_seq_test",
+    "acc_ft_val", "acc_ft_test", "acc_final_val", "acc_final_test", "steps_seq", "steps_ft", "stages",
+    "final_stage_loss",
+    "wall_compress_s", "wall_fit_s", "wall_teacher_s", "wall_seq_s", "wall_ft_s", "wall_eval_s", "wall_s",
+    "resumed", "seed", "n_train", "n_val", "n_test", "error",
 )
 
 
@@ -74,7 +76,8 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> str:
     cell = {(r["format"], float(r["rate"])): r for r in rows if r.get("format") != "baseline"}
     base = next((r for r in rows if r.get("format") == "baseline"), None)
     tuned = any(r.get("acc_ft_test") not in (None, "") for r in rows)
-    unit = "test accuracy %, sequential / fine-tuned" if tuned else "test accuracy %, sequential"
+    unit = ("test accuracy %, after sequential training / fine-tuning (one figure: the budget has one of them)"
+            if tuned else "test accuracy %, sequential")
     head = "| format | " + " | ".join(f"rate {r:g}" for r in rates) + " |"
     lines = [f"*{unit}*", "", head, "|" + " --- |" * (len(rates) + 1)]
     if base is not None:
@@ -87,10 +90,10 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> str:
                 parts.append("not run")
             elif r.get("status") != "ok":
                 parts.append("failed")
-            elif tuned:
+            elif tuned and r.get("acc_seq_test") not in (None, ""):
                 parts.append(f"{_pct(r.get('acc_seq_test'))} / {_pct(r.get('acc_ft_test'))}")
             else:
-                parts.append(_pct(r.get("acc_seq_test")))
+                parts.append(_pct(r.get("acc_final_test")))
         lines.append(f"| {fmt} | " + " | ".join(parts) + " |")
     return "\n".join(lines) + "\n"
 
@@ -99,26 +102,26 @@ def detail_table(rows: Sequence[dict[str, Any]]) -> str:
     """One line per cell: achieved rate, parameters, accuracies, steps and wall time."""
     formats, rates = _order(rows)
     cell = {(r["format"], float(r["rate"])): r for r in rows if r.get("format") != "baseline"}
-    head = ("| format | target rate | achieved rate (layers) | model params | val % init | val % seq | "
-            "test % seq | test % ft | steps seq+ft | wall s |")
-    lines = [head, "|" + " --- |" * 10]
+    head = ("| format | target rate | achieved rate (layers) | model params | val % init | val % fit | val % seq | "
+            "test % init | test % seq | test % ft | steps seq+ft | wall s |")
+    lines = [head, "|" + " --- |" * 12]
     base = next((r for r in rows if r.get("format") == "baseline"), None)
     if base is not None:
-        lines.append(f"| uncompressed | 1 | 1 | {base.get('model_params', '—')} | — | "
-                     f"{_pct(base.get('acc_seq_val'))} | {_pct(base.get('acc_seq_test'))} | — | — | — |")
+        lines.append(f"| uncompressed | 1 | 1 | {base.get('model_params', '—')} | — | — | "
+                     f"{_pct(base.get('acc_seq_val'))} | — | {_pct(base.get('acc_seq_test'))} | — | — | — |")
     for rate in rates:
         for fmt in formats:
             r = cell.get((fmt, rate))
             if r is None:
                 continue
             if r.get("status") != "ok":
-                lines.append(f"| {fmt} | {rate:g} | failed: {str(r.get('error', ''))[:80]} |" + " |" * 7)
+                lines.append(f"| {fmt} | {rate:g} | failed: {str(r.get('error', ''))[:80]} |" + " |" * 9)
                 continue
             dense = f", {r['layers_dense']} dense" if r.get("layers_dense") else ""
             lines.append(
                 f"| {fmt} | {rate:g} | {float(r['achieved_rate']):.4f}{dense} | {r.get('model_params')} | "
-                f"{_pct(r.get('acc_init_val'))} | {_pct(r.get('acc_seq_val'))} | "
-                f"{_pct(r.get('acc_seq_test'))} | "
+                f"{_pct(r.get('acc_init_val'))} | {_pct(r.get('acc_fit_val'))} | {_pct(r.get('acc_seq_val'))} | "
+                f"{_pct(r.get('acc_init_test'))} | {_pct(r.get('acc_seq_test'))} | "
                 f"{_pct(r.get('acc_ft_test'))} | {r.get('steps_seq')}+{r.get('steps_ft') or 0} | "
                 f"{float(r.get('wall_s') or 0):.0f} |"
             )
