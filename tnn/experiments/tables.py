@@ -76,7 +76,7 @@ def summary_table(rows: Sequence[dict[str, Any]]) -> str:
     cell = {(r["format"], float(r["rate"])): r for r in rows if r.get("format") != "baseline"}
     base = next((r for r in rows if r.get("format") == "baseline"), None)
     tuned = any(r.get("acc_ft_test") not in (None, "") for r in rows)
-    unit = ("test accuracy %, after sequential training / fine-tuning (one figure: the budget has one of them)"
+    unit = ("test accuracy %, after sequential training / fine-tuning (one figure: the budget has one)"
             if tuned else "test accuracy %, sequential")
     head = "| format | " + " | ".join(f"rate {r:g}" for r in rates) + " |"
     lines = [f"*{unit}*", "", head, "|" + " --- |" * (len(rates) + 1)]
