@@ -102,8 +102,8 @@ def detail_table(rows: Sequence[dict[str, Any]]) -> str:
     """One line per cell: achieved rate, parameters, accuracies, steps and wall time."""
     formats, rates = _order(rows)
     cell = {(r["format"], float(r["rate"])): r for r in rows if r.get("format") != "baseline"}
-    head = ("| format | target rate | achieved rate (layers) | model params | val % init | val % fit | val % seq | "
-            "test % init | test % seq | test % ft | steps seq+ft | wall s |")
+    head = ("| format | target rate | achieved rate (layers) | model params | val % init | val % fit | "
+            "val % seq | test % init | test % seq | test % ft | steps seq+ft | wall s |")
     lines = [head, "|" + " --- |" * 12]
     base = next((r for r in rows if r.get("format") == "baseline"), None)
     if base is not None:
