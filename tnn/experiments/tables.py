@@ -120,7 +120,8 @@ def detail_table(rows: Sequence[dict[str, Any]]) -> str:
             dense = f", {r['layers_dense']} dense" if r.get("layers_dense") else ""
             lines.append(
                 f"| {fmt} | {rate:g} | {float(r['achieved_rate']):.4f}{dense} | {r.get('model_params')} | "
-                f"{_pct(r.get('acc_init_val'))} | {_pct(r.get('acc_fit_val'))} | {_pct(r.get('acc_seq_val'))} | "
+                f"{_pct(r.get('acc_init_val'))} | {_pct(r.get('acc_fit_val'))} | "
+                f"{_pct(r.get('acc_seq_val'))} | "
                 f"{_pct(r.get('acc_init_test'))} | {_pct(r.get('acc_seq_test'))} | "
                 f"{_pct(r.get('acc_ft_test'))} | {r.get('steps_seq')}+{r.get('steps_ft') or 0} | "
                 f"{float(r.get('wall_s') or 0):.0f} |"
