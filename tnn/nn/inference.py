@@ -19,7 +19,7 @@ from torch import nn
 
 from tnn.nn._tensorial import TensorialLayer
 
-__all__ = ["optimize_for_inference", "median_times", "INFERENCE_MODES"]
+__all__ = ["optimize_for_inference", "layer_inputs", "median_times", "INFERENCE_MODES"]
 
 INFERENCE_MODES = ("factors", "dense")
 #: timing budget per evaluation and cap on repetitions of :func:`optimize_for_inference`
@@ -47,8 +47,15 @@ def median_times(fns: dict[str, Callable[[], Any]], reps: int) -> dict[str, floa
     return {k: statistics.median(v) for k, v in samples.items()}
 
 
-def _capture_inputs(model: nn.Module, example_input: Any) -> dict[str, tuple[TensorialLayer, torch.Tensor]]:
-    """Run ``model`` once and return each tensorial layer's (first) input, by module name."""
+def layer_inputs(model: nn.Module, example_input: Any) -> dict[str, tuple[TensorialLayer, torch.Tensor]]:
+    """Run ``model(example_input)`` once (no grad) and return each tensorial layer's first input.
+
+    Returns
+    -------
+    dict
+        ``name -> (layer, input)`` in the order the layers are first called (layers that never run are
+        absent).
+    """
     captured: dict[str, tuple[TensorialLayer, torch.Tensor]] = {}
     handles = []
     for name, module in model.named_modules():
@@ -103,7 +110,7 @@ def optimize_for_inference(
         raise ValueError(f"reps must be a positive int, got {reps!r}")
     model.eval()
     chosen: dict[str, str] = {}
-    for name, (layer, x) in _capture_inputs(model, example_input).items():
+    for name, (layer, x) in layer_inputs(model, example_input).items():
         shape = tuple(x.shape)
         if layer.evaluation != "auto":
             chosen[name] = layer.evaluation

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from tnn.nn.conv import TensorialConv2d
+from tnn.nn.inference import layer_inputs
 from tnn.nn.linear import TensorialLinear
 
 __all__ = ["LayerStats", "fit_layers", "forward_order", "layer_statistics", "fit_layer"]
@@ -74,26 +75,10 @@ def tensorial_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 def forward_order(model: nn.Module, names: Sequence[str], example: torch.Tensor) -> list[str]:
-    """``names`` sorted by when their modules are first called in ``model(example)`` (eval, no grad).
-
-    Modules never called are dropped.
-    """
-    modules = dict(model.named_modules())
-    order: list[str] = []
-    handles = []
-    for name in names:
-        def hook(mod: nn.Module, args: tuple[Any, ...], _name: str = name) -> None:
-            if _name not in order:
-                order.append(_name)
-
-        handles.append(modules[name].register_forward_pre_hook(hook))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for h in handles:
-            h.remove()
-    return order
+    """``names`` (tensorial layers) sorted by when they are first called in ``model(example)``; layers
+    never called are dropped."""
+    wanted = set(names)
+    return [name for name in layer_inputs(model, example) if name in wanted]
 
 
 def _capture(model: nn.Module, module: nn.Module, x: torch.Tensor, what: str) -> torch.Tensor:
