@@ -206,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
             summary.update(
                 accuracy_compressed=accuracy_compressed,
                 stages=list(result.sequential.phases) if result.sequential else [],
+                accuracy_fitted=fig.get("acc_fit_test", saved.get("acc_fit_test")),
                 accuracy_sequential=fig.get("acc_seq_test"), accuracy_finetuned=fig.get("acc_ft_test"),
                 accuracy=fig["acc_final_test"], achieved_rate=report.achieved_rate,
                 params_before=report.params_before, params_after=report.params_after,
@@ -236,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     if main:
         parts = [
             f"{k} {summary[k]:.4f}"
-            for k in ("accuracy_pretrained", "accuracy_compressed", "accuracy_sequential",
+            for k in ("accuracy_pretrained", "accuracy_compressed", "accuracy_fitted", "accuracy_sequential",
                       "accuracy_finetuned")
             if summary.get(k) is not None
         ]
