@@ -41,7 +41,7 @@ from tnn.recipes import (
     compress_and_train,
     load_run_data,
 )
-from tnn.train import EvaluateEvery, TeacherCache, evaluate
+from tnn.train import EvaluateEvery, TeacherCache, accuracy
 
 
 def input_shape(model: str, budget: Budget) -> tuple[int, ...]:
@@ -59,12 +59,6 @@ def cell_name(fmt: str, rate: float) -> str:
 
 def _write_json(path: Path, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def _accuracy(model: nn.Module, dataset: Any, limit: int | None, device: torch.device) -> float | None:
-    if len(dataset) == 0:
-        return None
-    return float(evaluate(model, dataset, limit=limit, device=device)["accuracy"])
 
 
 def load_teacher(model: str, weights: str | os.PathLike[str] | None, num_classes: int | None = None
@@ -146,8 +140,8 @@ def run_baseline(out: Path, model: str, dataset: str, teacher: nn.Module, data: 
         "model": model, "dataset": dataset, "budget": budget.name, "format": "baseline", "rate": 1.0,
         "status": "ok", "achieved_rate": 1.0, "model_rate": 1.0, "params_after": params,
         "model_params": params,
-        "acc_seq_val": _accuracy(teacher, data.val, budget.val_limit, device),
-        "acc_seq_test": _accuracy(teacher, data.test, budget.eval_limit, device),
+        "acc_seq_val": accuracy(teacher, data.val, budget.val_limit, device),
+        "acc_seq_test": accuracy(teacher, data.test, budget.eval_limit, device),
         **data.sizes(),
     }
     row["acc_final_test"] = row["acc_seq_test"]
@@ -167,7 +161,7 @@ def run_cell(cell_dir: Path, model: str, dataset: str, fmt: str, rate: float, te
     callbacks = []
     if budget.curve_every and data.test is not None:
         callbacks.append(EvaluateEvery(budget.curve_every,
-                                       lambda m: _accuracy(m, data.test, budget.curve_limit, device) or 0.0))
+                                       lambda m: accuracy(m, data.test, budget.curve_limit, device) or 0.0))
     result = compress_and_train(
         teacher, data, fmt, rate, budget, model_name=model, exclude=list(exclude) if exclude else None,
         input_shape=input_shape(model, budget), cache=cache, checkpoint_dir=cell_dir, resume=True, seed=seed,

@@ -32,7 +32,7 @@ from tnn.data.batches import fetch_batch
 from tnn.io import load_checkpoint
 from tnn.recipes.budgets import Budget
 from tnn.recipes.data import RunData
-from tnn.train import Callback, Checkpointing, History, TeacherCache, evaluate, finetune, sequential_train
+from tnn.train import Callback, Checkpointing, History, TeacherCache, accuracy, finetune, sequential_train
 from tnn.train.calibrate import fit_layers
 from tnn.train.loop import steps_for
 from tnn.train.schedules import schedule
@@ -91,12 +91,6 @@ def _checkpoint_metadata(folder: Path | None) -> dict[str, Any]:
     return {}
 
 
-def _accuracy(model: nn.Module, dataset: Any, limit: int | None, device: torch.device) -> float | None:
-    if dataset is None or len(dataset) == 0:
-        return None
-    return float(evaluate(model, dataset, limit=limit, device=device)["accuracy"])
-
-
 class _Evaluator:
     """Accuracy on the validation and test sets at a named point, timed."""
 
@@ -108,7 +102,7 @@ class _Evaluator:
         t0 = time.perf_counter()
         for split, dataset, limit in (("val", self.data.val, self.budget.val_limit),
                                       ("test", self.data.test, self.budget.eval_limit)):
-            acc = _accuracy(model, dataset, limit, self.device)
+            acc = accuracy(model, dataset, limit, self.device)
             if acc is not None:
                 self.figures[f"acc_{point}_{split}"] = acc
         self.wall_s += time.perf_counter() - t0
@@ -233,7 +227,7 @@ def compress_and_train(
                              log_path=folder / log_name if write_logs else None)
 
     def stage_accuracy(model: nn.Module) -> dict[str, Any]:
-        return {"accuracy": _accuracy(model, data.test, budget.eval_limit, device)}
+        return {"accuracy": accuracy(model, data.test, budget.eval_limit, device)}
 
     result = RecipeResult(student=student, figures=figures)
     if cache is None and budget.cache_teacher:

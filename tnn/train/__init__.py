@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from tnn.train.evaluate import evaluate
+from tnn.train.evaluate import accuracy, evaluate
 from tnn.train.finetune import distillation_loss, finetune
 from tnn.train.history import History
 from tnn.train.loop import Callback, Checkpointing, EvaluateEvery, Phase, StepEvent, run_phases
@@ -28,6 +28,7 @@ __all__ = [
     "StageForward",
     "TeacherCache",
     "distillation_loss",
+    "accuracy",
     "evaluate",
     "finetune",
     "run_phases",

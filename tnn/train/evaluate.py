@@ -68,3 +68,11 @@ def evaluate(
         if bar is not None:
             bar.close()
     return {"accuracy": correct / n, "correct": correct, "n": n, "loss": total_loss / n}
+
+
+def accuracy(model: nn.Module, dataset: Any, limit: int | None = None,
+             device: torch.device | str = "cpu") -> float | None:
+    """Top-1 accuracy of ``model`` on ``dataset`` (first ``limit`` samples); ``None`` for no samples."""
+    if dataset is None or len(dataset) == 0:
+        return None
+    return float(evaluate(model, dataset, limit=limit, device=device)["accuracy"])
