@@ -153,7 +153,7 @@ def _fwd_bwd(fn: Callable[..., torch.Tensor], ops: list[torch.Tensor]) -> Callab
     return run
 
 
-def bench_layer(name: str, b: int, s: int, t: int, px: int, reps: int, optimize: str = "optimal"
+def bench_layer(name: str, b: int, s: int, t: int, px: int, reps: int, optimize: str = "auto"
                 ) -> dict[str, object]:
     spec, shapes, recon, seq = layer(name, s, t)
     reshaped = name.startswith("r")
@@ -216,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reps", type=int, default=None, help="timed repetitions per measurement")
     parser.add_argument("--batch50", type=int, default=4, help="batch size at ResNet-50 shapes")
     parser.add_argument("--formats", default=",".join(FORMATS), help="comma-separated format names")
-    parser.add_argument("--optimize", default="optimal", help="conv_einsum optimizer for the layers")
+    parser.add_argument("--optimize", default="auto",
+                        help="conv_einsum optimizer for the layers (default: conv_einsum's default)")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:

@@ -97,3 +97,19 @@ def test_flop_optimal_path_matches_opt_einsum_on_a_chain():
     assert path_flops(problem, optimal_path(problem, memory_weight=0)) == oe_info.opt_cost
     _, info = conv_einsum_path("ab,bc,cd,de->ae", *shapes)
     assert info.opt_flops <= info.naive_flops
+
+
+@pytest.mark.parametrize("q", [1, 9, 16, 40])
+def test_contiguous_block_contraction_on_both_sides_of_the_bmm_threshold(q):
+    """``x (P, S, Q) x w (T, S)``: bmm for wide ``Q``, torch.einsum below ``BMM_MIN_COLUMNS``; same values."""
+    from tnn.algebra.pairwise import BMM_MIN_COLUMNS, matmul_step
+
+    fn, out_idx = matmul_step("pasq", "tas", frozenset("ptq"))
+    assert out_idx == "ptq" and (q < BMM_MIN_COLUMNS) == (q in (1, 9))
+    x = torch.randn(3, 4, 5, q, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 4, 5, dtype=torch.float64, requires_grad=True)
+    got = fn(x, w)
+    ref = torch.einsum("pasq,tas->ptq", x, w)
+    torch.testing.assert_close(got, ref)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(got, (x, w), g), torch.autograd.grad(ref, (x, w), g))

@@ -421,7 +421,7 @@ def conv_einsum(
     stride: Any = 1,
     dilation: Any = 1,
     circular: Any = False,
-    optimize: Any = "optimal",
+    optimize: Any = "auto",
 ) -> torch.Tensor:
     """Evaluate a generalised einsum with convolution indices.
 
@@ -438,9 +438,12 @@ def conv_einsum(
         after ``|``) or a dict keyed by index letter. ``padding`` also accepts ``(left, right)`` pairs and
         ``"valid"``, ``"same"``, ``"full"``.
     optimize : {"optimal", "greedy", "naive", "auto", "time"}, bool or list of pairs
-        Path optimizer or an explicit path (opt_einsum's linear format). ``"time"`` minimises the
-        FLOPs + memory objective without bounding FLOPs by the naive path's (see
-        :mod:`tnn.algebra.paths`).
+        Path optimizer or an explicit path (opt_einsum's linear format). ``"optimal"`` is the exact
+        minimum of the planner objective among paths with no more FLOPs than left to right;
+        ``"time"`` drops that bound; the default ``"auto"`` takes the cheaper of the two by the
+        layers' evaluation cost (FLOPs plus a per-element charge for every intermediate), so a
+        chain of skinny steps with huge intermediates gives way to reconstructing a small kernel
+        first (see :mod:`tnn.algebra.paths`).
 
     Returns
     -------
@@ -466,7 +469,7 @@ def conv_einsum_path(
     stride: Any = 1,
     dilation: Any = 1,
     circular: Any = False,
-    optimize: Any = "optimal",
+    optimize: Any = "auto",
 ) -> tuple[list[tuple[int, int]], PathInfo]:
     """Plan a ``conv_einsum`` call without evaluating it.
 
@@ -535,7 +538,7 @@ def conv_einsum_expression(
     stride: Any = 1,
     dilation: Any = 1,
     circular: Any = False,
-    optimize: Any = "optimal",
+    optimize: Any = "auto",
 ) -> ConvEinsumExpression:
     """Plan once for the given operand shapes (or tensors) and return a reusable callable."""
     sh = tuple(_shape(x, pos) for pos, x in enumerate(shapes))

@@ -231,6 +231,12 @@ def unfold_step(
     return fn
 
 
+#: smallest trailing block ``Q`` for which :func:`matmul_step` uses ``torch.bmm`` (measured on one CPU
+#: thread: a (P, 64, Q) x (64, 64) product at Q = 4 / 9 took 7x / 5.6x longer by ``bmm`` than by
+#: ``torch.einsum``, at Q >= 16 ``bmm`` was as fast or faster; see docs/benchmarks.md, "Algebra")
+BMM_MIN_COLUMNS = 16
+
+
 def matmul_step(
     x_idx: str, w_idx: str, out_idx: frozenset[str] | set[str]
 ) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str] | None:
@@ -238,7 +244,10 @@ def matmul_step(
 
     Applies when the summed indices ``S`` form one contiguous block of ``x``, no shared index is
     kept, and every other index is kept: ``x`` is then used in place (no transposition, like a 1x1
-    convolution) and the result is contiguous. Returns ``None`` when it does not apply.
+    convolution) and the result is contiguous. Returns ``None`` when it does not apply. When the
+    trailing block ``Q`` holds fewer than :data:`BMM_MIN_COLUMNS` elements (a 3x3 kernel's ``hw``),
+    the many skinny products of a ``bmm`` are several times slower than ``torch.einsum``'s one
+    transposed product, which the step then calls instead.
 
     Returns
     -------
@@ -260,8 +269,11 @@ def matmul_step(
     w_perm = [w_idx.index(i) for i in t_idx + "".join(summed)]
     w_identity = w_perm == list(range(len(w_perm)))
     n_p, n_s = len(p_idx), len(summed)
+    equation = f"{x_idx},{w_idx}->{p_idx + t_idx + q_idx}"
 
     def fn(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if q_idx and prod(x.shape[n_p + n_s :]) < BMM_MIN_COLUMNS:
+            return torch.einsum(equation, x, w)
         if not w_identity:
             w = w.permute(w_perm)
         xs = x.shape

@@ -15,9 +15,14 @@ Optimizers (``optimize=``):
 * ``"time"`` -- like ``"optimal"`` but without the bound below: the minimum of the FLOPs + memory
   objective even with more FLOPs than left to right (e.g. reconstructing a small kernel first, then
   one efficient convolution, instead of a chain of skinny steps with huge intermediates).
+* ``"auto"`` (the default of ``conv_einsum``) -- the cheaper of the ``"optimal"`` path (``"greedy"``
+  above ``OPTIMAL_LIMIT`` operands) and the ``"time"`` path by :func:`evaluation_cost`, the rule the
+  tensorial layers use to choose between their two evaluations: FLOPs plus ``ELEMENT_COST`` per element
+  of every step result. It keeps the FLOP-bounded path unless that path's intermediates cost more to
+  move than the extra FLOPs of the other.
 * an explicit path (list of pairs), validated.
 
-Except with ``"time"``, a path with more FLOPs than the naive one is never chosen.
+Except with ``"time"`` and ``"auto"``, a path with more FLOPs than the naive one is never chosen.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Any
 
 import opt_einsum
 
-from .cost import Problem
+from .cost import ELEMENT_COST, Problem
 
 __all__ = [
     "OPTIMAL_LIMIT",
@@ -39,6 +44,7 @@ __all__ = [
     "path_masks",
     "path_flops",
     "path_cost",
+    "evaluation_cost",
     "validate_path",
 ]
 
@@ -109,6 +115,17 @@ def path_flops(problem: Problem, path: Sequence[tuple[int, int]]) -> int:
 def path_cost(problem: Problem, path: Sequence[tuple[int, int]], memory_weight: float | None = None) -> float:
     """Planner objective of a linear path (FLOPs plus weighted memory traffic, see ``MEMORY_WEIGHT``)."""
     return sum(problem.step_cost(a, b, memory_weight) for a, b in path_masks(path, problem.num_operands))
+
+
+def evaluation_cost(problem: Problem, path: Sequence[tuple[int, int]]) -> float:
+    """FLOPs plus ``ELEMENT_COST`` per element of every step result: the cost of running a path.
+
+    The same rule compares a tensorial layer's factor-by-factor evaluation with its kernel
+    reconstruction (:mod:`tnn.nn`); it weighs memory far more than the planner objective
+    (:func:`path_cost`), which only breaks ties between paths of similar FLOPs.
+    """
+    masks = path_masks(path, problem.num_operands)
+    return sum(problem.step_flops(a, b) + ELEMENT_COST * problem.node(a | b).numel for a, b in masks)
 
 
 def _tree_to_linear(order: list[tuple[int, int]], n: int) -> list[tuple[int, int]]:
@@ -202,9 +219,10 @@ def find_path(problem: Problem, optimize: Any = "optimal") -> list[tuple[int, in
     Parameters
     ----------
     problem : Problem
-    optimize : {"optimal", "greedy", "naive", "auto"}, bool or sequence of pairs
-        ``True`` means ``"optimal"``, ``False`` ``"naive"``; ``"auto"`` is ``"optimal"`` up to
-        ``OPTIMAL_LIMIT`` operands and ``"greedy"`` above.
+    optimize : {"optimal", "greedy", "naive", "auto", "time"}, bool or sequence of pairs
+        ``True`` means ``"optimal"``, ``False`` ``"naive"``; ``"auto"`` searches like ``"optimal"`` up
+        to ``OPTIMAL_LIMIT`` operands and like ``"greedy"`` above, then takes the cheaper by
+        :func:`evaluation_cost` of the FLOP-bounded and the unbounded best paths.
 
     Raises
     ------
@@ -240,5 +258,14 @@ def find_path(problem: Problem, optimize: Any = "optimal") -> list[tuple[int, in
                 candidates.append(found)
     # never more FLOPs than left to right (except "time"); then the lowest objective
     limit = path_flops(problem, naive)
-    allowed = [p for p in candidates if optimize == "time" or path_flops(problem, p) <= limit]
-    return min(allowed, key=lambda p: (path_cost(problem, p), path_flops(problem, p)))
+
+    def best(paths: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
+        return min(paths, key=lambda p: (path_cost(problem, p), path_flops(problem, p)))
+
+    bounded = best([p for p in candidates if path_flops(problem, p) <= limit])
+    if optimize not in ("time", "auto"):
+        return bounded
+    free = best(candidates)
+    if optimize == "time":
+        return free
+    return min((bounded, free), key=lambda p: evaluation_cost(problem, p))
