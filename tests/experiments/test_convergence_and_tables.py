@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tnn.experiments import run_convergence, run_experiment, steps_to_within
+from tnn.experiments import parameter_epochs, run_convergence, run_experiment, steps_to_within
 from tnn.experiments.tables import detail_table, markdown, read_csv, summary_table, write_csv
 from tnn.recipes import get_budget
 
@@ -29,6 +29,13 @@ def test_steps_to_within_edge_cases() -> None:
         steps_to_within([0, 1], [0.5])
     with pytest.raises(ValueError, match="non-empty"):
         steps_to_within([], [])
+
+
+def test_parameter_epochs_count_only_the_phase_in_training() -> None:
+    phases = [{"steps": 4, "params": 100}, {"steps": 4, "params": 1000}]
+    # batch 10 of 40 training samples: a step is a quarter epoch
+    assert parameter_epochs(phases, [0, 2, 4, 6, 8, 9], 10, 40) == [0.0, 50.0, 100.0, 600.0, 1100.0, 1100.0]
+    assert parameter_epochs([{"steps": 3}], [0, 3], 10, 40) is None
 
 
 # ---------------------------------------------------------------- tables
@@ -88,11 +95,17 @@ def test_convergence_study_runs_both_methods_and_resumes(tmp_path: Path) -> None
     assert e2e["steps"] == [0, 2, 4] and seq["steps"] == [0, 2, 4]
     assert seq["accuracy"][0] == e2e["accuracy"][0]  # the same decomposition-initialised start
     assert all(b >= a for a, b in zip(seq["wall_s"], seq["wall_s"][1:], strict=False))
+    # parameter-epochs: end-to-end trains every parameter at every step, sequential one stage at a time
+    n_params = e2e["param_epochs"][-1] * 16 / (4 * 8)
+    assert e2e["param_epochs"] == pytest.approx([0.0, n_params * 2 * 8 / 16, n_params * 4 * 8 / 16])
+    assert 0 < seq["param_epochs"][-1] < e2e["param_epochs"][-1]
+    assert seq["param_epochs"] == sorted(seq["param_epochs"])
     for s in summaries:
         assert s["total_steps"] == 4 and s["steps_within_1pt"] in (0, 2, 4)
     assert (tmp_path / "convergence.png").stat().st_size > 1000
     assert "| tt | end-to-end |" in (tmp_path / "convergence.md").read_text()
     assert len((tmp_path / "convergence.csv").read_text().splitlines()) == 1 + 3 + 3
+    assert all(s["total_param_epochs"] > 0 for s in summaries)
     lines.clear()
     run_convergence("lenet5", "synthetic", ["tt"], 0.2, budget, tmp_path, log=lines.append)
     assert lines == ["[convergence] tt: finished, skipped"]

@@ -9,7 +9,7 @@ Each cell is one call of :func:`tnn.recipes.compress_and_train`; budgets live in
 
 from __future__ import annotations
 
-from tnn.experiments.convergence import run_convergence, steps_to_within
+from tnn.experiments.convergence import parameter_epochs, run_convergence, steps_to_within
 from tnn.experiments.runner import collect_rows, run_experiment
 
-__all__ = ["collect_rows", "run_convergence", "run_experiment", "steps_to_within"]
+__all__ = ["collect_rows", "parameter_epochs", "run_convergence", "run_experiment", "steps_to_within"]

@@ -70,16 +70,46 @@ def steps_to_within(steps: Sequence[int], accuracy: Sequence[float], tol: float 
     return {"first": int(first), "stays": int(stays), "final": final}
 
 
-def _curve(result: RecipeResult) -> dict[str, Any]:
-    """A curve's JSON: evaluation points, stage ends and step losses."""
+def parameter_epochs(
+    phases: Sequence[dict[str, Any]], steps: Sequence[int], batch_size: int, n_train: int
+) -> list[float] | None:
+    """Trained parameters times epochs, summed over the phases, at each global step of ``steps``.
+
+    The x-axis of the paper authors' convergence plots: a sequential stage counts only the parameters it
+    trains, end-to-end training all of them. Phase ``i`` (``phases[i]["steps"]`` steps of
+    ``batch_size`` samples training ``phases[i]["params"]`` parameters) adds ``params x samples /
+    n_train`` for the part of it before the step. ``None`` when a phase does not record ``params``.
+
+    Examples
+    --------
+    >>> parameter_epochs([{"steps": 2, "params": 10}, {"steps": 2, "params": 100}], [0, 2, 3], 50, 100)
+    [0.0, 10.0, 60.0]
+    """
+    if any("params" not in ph for ph in phases):
+        return None
+    out = []
+    for step in steps:
+        total, start = 0.0, 0
+        for ph in phases:
+            done = min(max(step - start, 0), int(ph["steps"]))
+            total += int(ph["params"]) * done * batch_size / n_train
+            start += int(ph["steps"])
+        out.append(total)
+    return out
+
+
+def _curve(result: RecipeResult, batch_size: int, n_train: int) -> dict[str, Any]:
+    """A curve's JSON: evaluation points, stage ends, step losses and parameter-epochs."""
     hist = result.history()
     points = hist.evaluations
     ends, total = [], 0
     for phase in hist.phases:
         total += int(phase["steps"])
         ends.append(total)
-    return {"steps": [int(p["global_step"]) for p in points], "wall_s": [p["train_s"] for p in points],
-            "accuracy": [p["value"] for p in points], "stage_ends": ends, "losses": hist.losses()}
+    steps = [int(p["global_step"]) for p in points]
+    return {"steps": steps, "wall_s": [p["train_s"] for p in points],
+            "accuracy": [p["value"] for p in points], "stage_ends": ends, "losses": hist.losses(),
+            "param_epochs": parameter_epochs(hist.phases, steps, batch_size, n_train)}
 
 
 def method_budget(budget: Budget, method: str, n_stages: int) -> Budget:
@@ -118,7 +148,9 @@ def run_convergence(
     -------
     list of dict
         One summary per curve: ``format``, ``method``, ``final_accuracy``, ``steps_within_1pt`` (first),
-        ``steps_within_1pt_stays``, ``wall_within_1pt_s``, ``total_steps``, ``total_wall_s``.
+        ``steps_within_1pt_stays``, ``wall_within_1pt_s``, ``param_epochs_within_1pt``, ``total_steps``,
+        ``total_wall_s``, ``total_param_epochs`` (see :func:`parameter_epochs`; ``None`` for curves
+        written before parameters were recorded).
     """
     formats, _ = _check_lists(formats, [rate])
     bad = [m for m in methods if m not in METHODS]
@@ -160,7 +192,7 @@ def run_convergence(
                 cache=cache, callbacks=[evaluate_every], seed=seed, device=device,
                 log=lambda line, _label=f"{fmt} {method}": log(f"  {_label}: {line}"),
             )
-            curve = _curve(result)
+            curve = _curve(result, run_budget.batch_size, len(data.train))
             curve.update(format=fmt, method=method, rate=rate,
                          achieved_rate=init.tnn_report.achieved_rate, budget=budget.name,
                          eval_limit=budget.conv_eval_limit, n_train=len(data.train))
@@ -176,27 +208,35 @@ def write_convergence_outputs(out: Path, title: str = "") -> list[dict[str, Any]
     curves.sort(key=lambda c: (order.get(c["format"], 99), METHODS.index(c["method"])))
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["format", "method", "step", "wall_s", "accuracy"])
+    w.writerow(["format", "method", "step", "wall_s", "accuracy", "param_epochs"])
     summaries = []
     for c in curves:
-        for s, t, a in zip(c["steps"], c["wall_s"], c["accuracy"], strict=True):
-            w.writerow([c["format"], c["method"], s, t, a])
+        pe = c.get("param_epochs") or [None] * len(c["steps"])
+        for s, t, a, e in zip(c["steps"], c["wall_s"], c["accuracy"], pe, strict=True):
+            w.writerow([c["format"], c["method"], s, t, a, "" if e is None else e])
         within = steps_to_within(c["steps"], c["accuracy"])
-        wall_at = c["wall_s"][c["steps"].index(within["first"])]
+        at = c["steps"].index(within["first"])
         summaries.append({
             "format": c["format"], "method": c["method"], "final_accuracy": within["final"],
             "steps_within_1pt": within["first"], "steps_within_1pt_stays": within["stays"],
-            "wall_within_1pt_s": wall_at, "total_steps": c["steps"][-1], "total_wall_s": c["wall_s"][-1],
+            "wall_within_1pt_s": c["wall_s"][at], "param_epochs_within_1pt": pe[at],
+            "total_steps": c["steps"][-1], "total_wall_s": c["wall_s"][-1], "total_param_epochs": pe[-1],
             "initial_accuracy": c["accuracy"][0],
         })
     atomic_write_text(out / "convergence.csv", buf.getvalue())
+
+    def millions(value: float | None) -> str:
+        return "—" if value is None else f"{value / 1e6:.3g}"
+
     lines = ["| format | method | test % at step 0 | final test % | steps to within 1 pt (first / stays) | "
-             "wall s to within 1 pt | total steps | total wall s |", "|" + " --- |" * 8]
+             "wall s to within 1 pt | parameter-epochs to within 1 pt (M) | total steps | total wall s | "
+             "total parameter-epochs (M) |", "|" + " --- |" * 10]
     for s in summaries:
         lines.append(
             f"| {s['format']} | {s['method']} | {100 * s['initial_accuracy']:.2f} | "
             f"{100 * s['final_accuracy']:.2f} | {s['steps_within_1pt']} / {s['steps_within_1pt_stays']} | "
-            f"{s['wall_within_1pt_s']:.0f} | {s['total_steps']} | {s['total_wall_s']:.0f} |")
+            f"{s['wall_within_1pt_s']:.0f} | {millions(s['param_epochs_within_1pt'])} | {s['total_steps']} | "
+            f"{s['total_wall_s']:.0f} | {millions(s['total_param_epochs'])} |")
     atomic_write_text(out / "convergence.md", (f"### {title}\n\n" if title else "") + "\n".join(lines) + "\n")
     if curves and not plots.available():
         print(plots.skip_warning(out / "convergence.png"), file=sys.stderr)

@@ -83,20 +83,26 @@ def accuracy_vs_rate(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str
 
 
 def convergence(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
-    """Test accuracy against optimisation steps (left) and training wall time (right).
+    """Test accuracy against optimisation steps, training wall time and, when every curve has them,
+    parameter-epochs (trained parameters x epochs, the paper authors' axis).
 
     ``curves``: dicts with ``label``, ``steps``, ``wall_s``, ``accuracy`` (fractions) and optionally
-    ``stage_ends`` (steps where a sequential stage ends, marked with ticks).
+    ``param_epochs``.
     """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(9.6, 3.8), dpi=90, sharey=True)
+    with_pe = bool(curves) and all(c.get("param_epochs") for c in curves)
+    n = 3 if with_pe else 2
+    fig, axes = plt.subplots(1, n, figsize=(4.8 * n, 3.8), dpi=90, sharey=True)
     for i, c in enumerate(curves):
         acc = [100 * a for a in c["accuracy"]]
         style = "-" if "sequential" in c["label"] else "--"
-        axes[0].plot(c["steps"], acc, style, color=f"C{i // 2}", label=c["label"], marker=".", ms=3)
-        axes[1].plot(c["wall_s"], acc, style, color=f"C{i // 2}", label=c["label"], marker=".", ms=3)
+        xs = [c["steps"], c["wall_s"]] + ([[e / 1e6 for e in c["param_epochs"]]] if with_pe else [])
+        for ax, x in zip(axes, xs, strict=True):
+            ax.plot(x, acc, style, color=f"C{i // 2}", label=c["label"], marker=".", ms=3)
     axes[0].set_xlabel("optimisation steps")
     axes[1].set_xlabel("training wall time (s)")
+    if with_pe:
+        axes[2].set_xlabel("parameter-epochs (millions)")
     axes[0].set_ylabel("test accuracy (%)")
     for ax in axes:
         ax.grid(True, alpha=0.3)

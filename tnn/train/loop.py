@@ -442,6 +442,7 @@ def run_phases(
             tail = [r["loss"] for r in history.steps if r["phase_index"] == pi][-10:]
             record: dict[str, Any] = {
                 "phase": phase.name, "phase_index": pi, "steps": phase.steps,
+                "params": sum(p.numel() for p in {id(p): p for p in phase.params}.values()),
                 "wall_s": round(time.perf_counter() - phase_t0, 3),
                 "final_loss": sum(tail) / len(tail) if tail else None,
             }
