@@ -256,16 +256,14 @@ def find_path(problem: Problem, optimize: Any = "optimal") -> list[tuple[int, in
             found = _opt_einsum_path(problem, "dp")
             if found is not None:
                 candidates.append(found)
-    # never more FLOPs than left to right (except "time"); then the lowest objective
-    limit = path_flops(problem, naive)
-
     def best(paths: list[list[tuple[int, int]]]) -> list[tuple[int, int]]:
         return min(paths, key=lambda p: (path_cost(problem, p), path_flops(problem, p)))
 
-    bounded = best([p for p in candidates if path_flops(problem, p) <= limit])
-    if optimize not in ("time", "auto"):
-        return bounded
-    free = best(candidates)
+    free = best(candidates)  # the lowest objective, whatever its FLOPs
     if optimize == "time":
         return free
+    limit = path_flops(problem, naive)  # the others: never more FLOPs than left to right
+    bounded = best([p for p in candidates if path_flops(problem, p) <= limit])
+    if optimize != "auto":
+        return bounded
     return min((bounded, free), key=lambda p: evaluation_cost(problem, p))
