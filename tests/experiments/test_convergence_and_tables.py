@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from tnn.experiments import parameter_epochs, run_convergence, run_experiment, steps_to_within
-from tnn.experiments.tables import detail_table, markdown, read_csv, summary_table, write_csv
+from tnn.experiments.tables import (
+    comparison_table,
+    detail_table,
+    markdown,
+    read_csv,
+    summary_table,
+    write_csv,
+)
 from tnn.recipes import get_budget
 
 
@@ -71,6 +78,19 @@ def test_detail_table_and_markdown() -> None:
     assert "failed: RuntimeError: boom" in text
     md = markdown(_rows(), title="m on d", budget_line="cpu: ...")
     assert md.startswith("### m on d") and "Budget: cpu: ..." in md
+
+
+def test_comparison_table_matches_cells_by_format_and_rate() -> None:
+    before = _rows()
+    after = [dict(r) for r in _rows()]
+    after[1]["acc_final_test"] = 0.9901          # rtt @ 0.1: +1.00
+    after[3]["acc_final_test"] = 0.8850          # tt @ 0.05: -2.50
+    after[2]["status"] = "ok"                    # tt @ 0.1 ok now, but failed before: no comparison
+    after[2]["acc_final_test"] = 0.5
+    text = comparison_table(before, after)
+    assert text.splitlines()[0] == "| format | rate 0.05 | rate 0.1 |"
+    assert "| tt | 91.00 → 88.50 (-2.50) | — |" in text
+    assert "| rtt | — | 98.01 → 99.01 (+1.00) |" in text
 
 
 def test_csv_round_trip(tmp_path: Path) -> None:
@@ -145,3 +165,19 @@ def test_resnet50_paper_configuration_end_to_end(tmp_path: Path) -> None:
     assert cell["n_train"] == 4 and cell["n_val"] == 2 and cell["n_test"] == 4
     assert cell["achieved_rate"] < 0.2 and cell["layers_compressed"] > 40
     assert (tmp_path / "out" / "results.csv").exists()
+
+
+@pytest.mark.slow
+def test_resnet50_cpu_budget_runs_the_recipe(tmp_path: Path) -> None:
+    """The ``cpu`` budget for ResNet-50 (data fit, then distillation) on an ImageNet-style folder."""
+    _image_folder(tmp_path / "imagenet", {"train": 3, "val": 2})
+    cpu = get_budget("cpu", "resnet50")
+    assert cpu.fit_samples > 0 and cpu.distill and cpu.finetune_steps > 0
+    budget = get_budget("cpu", "resnet50", fit_samples=2, fit_steps=1, finetune_steps=1, batch_size=2,
+                        val_size=2, image_size=32, resize=36)
+    rows = run_experiment("resnet50", "imagenet", ["svd"], [0.1], budget, tmp_path / "out",
+                          data_dir=tmp_path / "imagenet", log=lambda _s: None)
+    cell = rows[1]
+    assert cell["status"] == "ok", cell
+    assert cell["steps_seq"] == 0 and cell["steps_ft"] == 1
+    assert cell["acc_fit_test"] is not None and cell["wall_fit_s"] > 0

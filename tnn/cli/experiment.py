@@ -25,8 +25,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "share one --out with disjoint --formats (e.g. one per core with --threads 1); rerun once at\n"
         "the end to rewrite the tables from every finished cell. --study convergence\n"
         "compares sequential and end-to-end training from the same decomposition (first rate only)\n"
-        "and writes OUT/convergence.{csv,md,png}. Budgets: cpu (2 CPU cores), paper (the paper's\n"
-        "schedule, for a GPU), smoke (tests); the override flags change single budget fields.",
+        "and writes OUT/convergence.{csv,md,png}. Budgets (tnn/recipes/budgets.py): cpu (the recipe\n"
+        "sized for 2 CPU cores: data-fitted initialisation, then distillation), long (the same with 4x\n"
+        "the steps, about an hour per ResNet-32 cell), cpu-seq (the earlier sequential-only budget),\n"
+        "paper (the paper's schedule, for a GPU), demo, smoke (tests); the override flags change single\n"
+        "budget fields.",
         "  tnn experiment --model lenet5 --dataset mnist --weights runs/lenet5/model.pt \\\n"
         "                 --formats all --rates 0.01 0.02 0.05 0.1 --budget cpu --out runs/lenet5-table\n"
         "  tnn experiment --model resnet32 --dataset cifar10 --weights resnet32.th --formats all \\\n"

@@ -55,7 +55,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "Outputs: OUT/model.pt, OUT/log.jsonl, OUT/log.csv, OUT/summary.json.",
         "  tnn train --model resnet32 --weights r32.th --format rcp --rate 0.1 --dataset cifar10 \\\n"
         "            --data-dir data --out runs/rcp                # the default recipe\n"
-        "  tnn train ... --budget cpu --steps 300 --subset 5000 --out runs/rtt   # a shorter budget\n"
+        "  tnn train ... --budget cpu --out runs/rtt                # a quarter of the default budget\n"
         "  tnn train ... --out runs/rcp --resume                    # continue after an interruption\n"
         "  tnn train --model lenet5 --dataset digits --epochs 10 --out runs/lenet5   # dense training\n"
         "  torchrun --nproc_per_node 2 -m tnn train --model lenet5 --dataset digits --epochs 5 --out ddp",

@@ -129,6 +129,31 @@ def detail_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def comparison_table(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]],
+                     metric: str = "acc_final_test") -> str:
+    """Formats as rows, rates as columns: ``metric`` (%) of two runs of the same table cell by cell, as
+    ``before → after (±gain)``; a cell missing or failed in either run reads ``—``.
+
+    Cells are matched by ``(format, rate)``; the rates are those of ``after``.
+    """
+    formats, rates = _order(after)
+    old = {(r["format"], float(r["rate"])): r for r in before if r.get("status") == "ok"}
+    new = {(r["format"], float(r["rate"])): r for r in after if r.get("status") == "ok"}
+    lines = ["| format | " + " | ".join(f"rate {r:g}" for r in rates) + " |",
+             "|" + " --- |" * (len(rates) + 1)]
+    for fmt in formats:
+        parts = []
+        for rate in rates:
+            a, b = old.get((fmt, rate)), new.get((fmt, rate))
+            if a is None or b is None or a.get(metric) is None or b.get(metric) is None:
+                parts.append("—")
+                continue
+            x, y = 100 * float(a[metric]), 100 * float(b[metric])
+            parts.append(f"{x:.2f} → {y:.2f} ({y - x:+.2f})")
+        lines.append(f"| {fmt} | " + " | ".join(parts) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: Sequence[dict[str, Any]], title: str = "", budget_line: str = "") -> str:
     """The summary and detail tables with a title and the budget, as one Markdown document."""
     parts = []
