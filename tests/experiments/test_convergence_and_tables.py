@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tnn.experiments import parameter_epochs, run_convergence, run_experiment, steps_to_within
+from tnn.experiments.convergence import method_budget
 from tnn.experiments.tables import (
     comparison_table,
     detail_table,
@@ -36,6 +37,18 @@ def test_steps_to_within_edge_cases() -> None:
         steps_to_within([0, 1], [0.5])
     with pytest.raises(ValueError, match="non-empty"):
         steps_to_within([], [])
+
+
+def test_method_budgets_share_the_budget_but_split_the_steps() -> None:
+    seq_only = get_budget("cpu-seq", "resnet32")
+    recipe = get_budget("long", "resnet32", conv_steps=400)
+    seq = method_budget(recipe, "sequential", n_stages=4)
+    assert seq.steps_per_stage == 100 and seq.finetune_steps == 0 and seq.fit_samples == recipe.fit_samples
+    e2e = method_budget(recipe, "end-to-end", n_stages=4)
+    assert e2e.steps_per_stage == 0 and e2e.finetune_steps == 400 and e2e.finetune_lr == recipe.lr
+    assert e2e.distill and e2e.augment and e2e.fit_samples == recipe.fit_samples
+    old = method_budget(seq_only, "end-to-end", n_stages=4)
+    assert not old.distill and old.finetune_steps == seq_only.conv_steps
 
 
 def test_parameter_epochs_count_only_the_phase_in_training() -> None:

@@ -6,7 +6,11 @@ are trained with the same optimizer budget — Adam at ``budget.lr``, batch ``bu
 
 - ``sequential``: the paper's data reconstruction, ``conv_steps / n_stages`` steps per stage (MSE to the
   teacher's stage outputs, batch norm frozen);
-- ``end-to-end``: all parameters with cross-entropy on the labels (batch norm in training mode).
+- ``end-to-end``: all parameters with the budget's fine-tuning loss (cross-entropy on the labels, or
+  distillation from the teacher's logits when the budget distills; batch norm in training mode).
+
+With a budget that has a data-fitted initialisation (``fit_samples``), both methods start from the fitted
+network.
 
 Every ``conv_eval_every`` steps (and at step 0) the test accuracy on the first ``conv_eval_limit`` test
 images is recorded with the training wall time so far (evaluation time excluded). Outputs in ``out``:
@@ -116,14 +120,16 @@ def method_budget(budget: Budget, method: str, n_stages: int) -> Budget:
     """The budget of one method with ``budget.conv_steps`` optimisation steps in all.
 
     ``sequential``: split equally over the ``n_stages`` stages, no fine-tuning; ``end-to-end``: no
-    sequential training, cross-entropy fine-tuning of all parameters at the sequential learning rate
-    (batch norm in training mode).
+    sequential training, fine-tuning of all parameters at the sequential learning rate (batch norm in
+    training mode) with the budget's loss (distilled from the pretrained network's logits when
+    ``budget.distill``, cross-entropy otherwise) and augmentation. Both start from the same compressed
+    network, after the budget's data-fitted initialisation when it has one.
     """
     if method == "sequential":
         return budget.replace(steps_per_stage=max(1, budget.conv_steps // n_stages), finetune_steps=0)
     return dataclasses.replace(budget, name=budget.name + "+", steps_per_stage=0, epochs_per_stage=None,
                                finetune_steps=budget.conv_steps, finetune_epochs=None, finetune_lr=budget.lr,
-                               finetune_freeze_bn=False, distill=False)
+                               finetune_freeze_bn=False)
 
 
 def run_convergence(
