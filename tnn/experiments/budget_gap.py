@@ -1,0 +1,147 @@
+"""How the gap between a reshaped format and its low-rank baseline changes with the training budget.
+
+Reads the ``results.csv`` of several runs of the same table under budgets of different lengths (for
+example ``--budget cpu --finetune-steps 125``, ``250``, the ``cpu`` budget's 500 and the ``long`` budget's
+2,000 steps) and, for each pair such as ``cp:rcp``, lists the two cells' test accuracy and the gap
+(reshaped − baseline, in points) against the cell's number of optimisation steps (sequential and
+fine-tuning steps together, read from the CSV)::
+
+    python -m tnn.experiments.budget_gap --runs runs/gap125 runs/gap250 docs/results/resnet32-cpu-recipe \\
+        docs/results/resnet32-long --pairs cp:rcp tt:rtt --rate 0.05 --out docs/results/resnet32-gap
+
+writes ``OUT/gap.csv``, ``OUT/gap.md`` and ``OUT/gap_vs_budget.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tnn.experiments import plots
+from tnn.experiments.tables import read_csv
+from tnn.formats import FORMATS
+from tnn.io import atomic_write_text
+
+__all__ = ["gap_rows", "gap_markdown", "parse_pair"]
+
+GAP_FIELDS = ("baseline", "reshaped", "rate", "steps", "baseline_acc", "reshaped_acc", "gap_points", "run")
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """``"cp:rcp"`` → ``("cp", "rcp")``; both must be formats of :data:`tnn.formats.FORMATS`."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(parts):
+        raise ValueError(f"a pair is BASELINE:RESHAPED, e.g. cp:rcp; got {text!r}")
+    unknown = [p for p in parts if p not in FORMATS]
+    if unknown:
+        raise ValueError(f"unknown format(s) {unknown} in pair {text!r}; valid formats: {', '.join(FORMATS)}")
+    return parts[0], parts[1]
+
+
+def _steps(row: dict[str, Any]) -> int:
+    return int(row.get("steps_seq") or 0) + int(row.get("steps_ft") or 0)
+
+
+def gap_rows(
+    runs: Sequence[tuple[str, Sequence[dict[str, Any]]]],
+    pairs: Sequence[tuple[str, str]],
+    rate: float,
+    metric: str = "acc_final_test",
+) -> list[dict[str, Any]]:
+    """One row per (pair, run) whose two cells at ``rate`` both finished.
+
+    Parameters
+    ----------
+    runs : sequence of (name, rows)
+        Each run's ``results.csv`` rows (:func:`tnn.experiments.tables.read_csv`) and a name for it.
+    pairs : sequence of (baseline, reshaped)
+    rate : float
+        The target rate of the cells compared.
+    metric : str
+        The accuracy column compared (fractions); the gap is reported in points.
+
+    Returns
+    -------
+    list of dict
+        Keys :data:`GAP_FIELDS`, sorted by pair then steps.
+
+    Raises
+    ------
+    ValueError
+        When the two cells of a pair in one run were trained for different numbers of steps.
+    """
+    out = []
+    for name, rows in runs:
+        cells = {r["format"]: r for r in rows
+                 if r.get("status") == "ok" and r.get("format") != "baseline"
+                 and abs(float(r["rate"]) - rate) < 1e-9}
+        for base, reshaped in pairs:
+            a, b = cells.get(base), cells.get(reshaped)
+            if a is None or b is None or a.get(metric) is None or b.get(metric) is None:
+                continue
+            if _steps(a) != _steps(b):
+                raise ValueError(f"run {name}: {base} was trained for {_steps(a)} steps and {reshaped} for "
+                                 f"{_steps(b)}; a gap needs the same budget")
+            x, y = 100 * float(a[metric]), 100 * float(b[metric])
+            out.append({"baseline": base, "reshaped": reshaped, "rate": rate, "steps": _steps(a),
+                        "baseline_acc": round(x, 2), "reshaped_acc": round(y, 2),
+                        "gap_points": round(y - x, 2), "run": name})
+    pair_order = {p: i for i, p in enumerate(pairs)}
+    return sorted(out, key=lambda r: (pair_order[(r["baseline"], r["reshaped"])], r["steps"]))
+
+
+def gap_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """A table: pair, steps, both accuracies (%) and the gap (points)."""
+    lines = ["| pair | rate | steps | baseline % | reshaped % | gap (points) |", "|" + " --- |" * 6]
+    for r in rows:
+        lines.append(f"| {r['baseline']} / {r['reshaped']} | {r['rate']:g} | {r['steps']} | "
+                     f"{r['baseline_acc']:.2f} | {r['reshaped_acc']:.2f} | {r['gap_points']:+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _csv(rows: Sequence[dict[str, Any]]) -> str:
+    lines = [",".join(GAP_FIELDS)]
+    lines += [",".join(str(r[k]) for k in GAP_FIELDS) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_gap_outputs(out: str | os.PathLike[str], rows: Sequence[dict[str, Any]], title: str = "") -> None:
+    """``gap.csv``, ``gap.md`` and (with matplotlib) ``gap_vs_budget.png`` in ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "gap.csv", _csv(rows))
+    atomic_write_text(out / "gap.md", (f"### {title}\n\n" if title else "") + gap_markdown(rows))
+    if plots.available():
+        plots.gap_vs_budget(rows, out / "gap_vs_budget.png", title=title)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m tnn.experiments.budget_gap", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", nargs="+", required=True, metavar="DIR",
+                   help="experiment folders (each with results.csv), one per budget")
+    p.add_argument("--pairs", nargs="+", default=["cp:rcp", "tt:rtt"], metavar="BASE:RESHAPED")
+    p.add_argument("--rate", type=float, required=True, help="target rate of the compared cells")
+    p.add_argument("--out", required=True, help="folder for gap.csv, gap.md and gap_vs_budget.png")
+    p.add_argument("--title", default="", help="title of the table and plot")
+    args = p.parse_args(argv)
+    try:
+        pairs = [parse_pair(t) for t in args.pairs]
+        runs = []
+        for d in args.runs:
+            path = Path(d) / "results.csv"
+            if not path.is_file():
+                raise ValueError(f"{path} does not exist: every --runs folder needs a results.csv")
+            runs.append((str(d), read_csv(path)))
+        rows = gap_rows(runs, pairs, args.rate)
+    except ValueError as exc:
+        p.error(str(exc))
+    write_gap_outputs(args.out, rows, title=args.title)
+    print(gap_markdown(rows), end="")
+
+
+if __name__ == "__main__":
+    main()
