@@ -1,7 +1,8 @@
 """Benchmark of the tensorial layers against ``nn.Conv2d`` and TensorLy-Torch (not a test).
 
-1. Layers: every format at rates 0.1 and 0.05 on the ResNet-32 conv shapes (batch 128 on 32/16/8 pixel
-   maps): forward (no_grad) and forward+backward wall time as a ratio to the dense ``nn.Conv2d`` of the
+1. Layers: every format at rates 0.1 and 0.05 on the conv shapes of ResNet-32 (batch 128 on 32/16/8 pixel
+   maps) or, with ``--model resnet50``, of ResNet-50 (batch 8 at 224 pixels; 1x1, 3x3 and the 7x7 stem),
+   read from the model by forward hooks: forward (no_grad) and forward+backward wall time as a ratio to the dense ``nn.Conv2d`` of the
    same shape, memory, parameters and planned FLOPs (ratios to the dense layer).
 2. TensorLy-Torch: ``tltorch.FactorizedConv.from_conv(..., implementation="factorized")`` in CP, Tucker
    and TT at the *same ranks* as tnn's ``cp``, ``tk`` and ``tt`` (ratio tnn time / tltorch time).
@@ -16,6 +17,7 @@ Usage::
 
     python benchmarks/layers.py            # full run (about 5 minutes on 2 cores)
     python benchmarks/layers.py --quick    # batch 32, fewer repetitions, one rate
+    python benchmarks/layers.py --model resnet50 --skip tltorch,resnet   # ResNet-50 shapes only
 """
 
 from __future__ import annotations
@@ -33,15 +35,27 @@ from tnn.algebra import conv_einsum_path
 from tnn.formats import FORMATS
 from tnn.nn import TensorialConv2d
 
-# (in, out, stride, input size): the distinct conv shapes of ResNet-32 and how often each occurs
-RESNET32 = [
-    ((3, 16, 1, 32), 1),
-    ((16, 16, 1, 32), 10),
-    ((16, 32, 2, 32), 1),
-    ((32, 32, 1, 16), 9),
-    ((32, 64, 2, 16), 1),
-    ((64, 64, 1, 8), 9),
-]
+Shape = tuple[int, int, int, int, int]  # (in, out, kernel, stride, input size), square kernels and maps
+
+
+def conv_shapes(model: str) -> list[tuple[Shape, int]]:
+    """The distinct conv shapes of ``model`` (a ``tnn.models`` name) at its input size, and how often each
+    occurs, recorded by forward hooks on one sample (padding is ``kernel // 2`` in both ResNets)."""
+    from tnn.models import get_model, model_info
+
+    net = get_model(model).eval()
+    seen: dict[Shape, int] = {}
+
+    def hook(mod: nn.Module, args: tuple[torch.Tensor, ...], _out: torch.Tensor) -> None:
+        key = (mod.in_channels, mod.out_channels, mod.kernel_size[0], mod.stride[0], args[0].shape[-1])
+        seen[key] = seen.get(key, 0) + 1
+
+    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        net(torch.zeros(1, *model_info(model).input_shape))
+    for h in handles:
+        h.remove()
+    return list(seen.items())
 
 
 def _time(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
@@ -105,10 +119,11 @@ def _dense_flops(conv: nn.Conv2d, shape: tuple[int, ...]) -> int:
     return int(conv_einsum_path("bshw,tshw->bthw|hw", shape, w, **opts)[1].opt_flops)
 
 
-def bench_layers(batch: int, rates: list[float], reps: int, device: str) -> list[dict]:
+def bench_layers(shapes: list[tuple[Shape, int]], batch: int, rates: list[float], reps: int,
+                 device: str) -> list[dict]:
     rows = []
-    for (cin, cout, stride, size), count in RESNET32:
-        conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False, device=device)
+    for (cin, cout, k, stride, size), count in shapes:
+        conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False, device=device)
         x = torch.randn(batch, cin, size, size, device=device)
         xg = x.clone().requires_grad_(False)
         dense_mem = _memory(conv, xg)
@@ -126,7 +141,7 @@ def bench_layers(batch: int, rates: list[float], reps: int, device: str) -> list
                 if name not in layers:
                     rows.append(
                         {
-                            "shape": (cin, cout, stride, size),
+                            "shape": (cin, cout, k, stride, size),
                             "count": count,
                             "rate": rate,
                             "format": name,
@@ -137,7 +152,7 @@ def bench_layers(batch: int, rates: list[float], reps: int, device: str) -> list
                 layer = layers[name]
                 rows.append(
                     {
-                        "shape": (cin, cout, stride, size),
+                        "shape": (cin, cout, k, stride, size),
                         "count": count,
                         "rate": rate,
                         "format": name,
@@ -162,7 +177,9 @@ def bench_tltorch(batch: int, rate: float, reps: int, device: str) -> list[dict]
         print("tltorch not installed: skipped")
         return []
     rows = []
-    for (cin, cout, stride, size), _ in RESNET32:
+    for (cin, cout, k, stride, size), _ in conv_shapes("resnet32"):
+        if k != 3:
+            continue
         conv = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False, device=device)
         x = torch.randn(batch, cin, size, size, device=device)
         for ours, theirs in (("cp", "cp"), ("tk", "tucker"), ("tt", "tt")):
@@ -255,7 +272,10 @@ def bench_resnet32(batch: int, fmt: str, rate: float, reps: int, device: str) ->
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="batch 32, 3 repetitions, rate 0.1 only")
-    parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--model", default="resnet32", choices=("resnet32", "resnet50"),
+                        help="whose conv shapes the layer part times (the other parts: ResNet-32)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="batch size (default: 128 for ResNet-32, 8 for ResNet-50; --quick: a quarter)")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
@@ -263,7 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    batch = args.batch or (32 if args.quick else 128)
+    full_batch = 128 if args.model == "resnet32" else 8
+    batch = args.batch or (full_batch // 4 if args.quick else full_batch)
     reps = args.reps or (3 if args.quick else 5)
     rates = [0.1] if args.quick else [0.1, 0.05]
     skip = set(filter(None, args.skip.split(",")))
@@ -274,15 +295,15 @@ def main(argv: list[str] | None = None) -> None:
     )
 
     if "layers" not in skip:
-        print("\n## Layers: time / memory / params / FLOPs relative to nn.Conv2d (3x3, padding 1)")
+        print(f"\n## Layers at the {args.model} shapes: time / memory / params / FLOPs relative to nn.Conv2d")
         print(
-            f"{'in->out s@px':>15} {'rate':>5} {'fmt':>4} {'ranks':>16} {'mode':>7} {'fwd':>6} "
+            f"{'in->out kxk s@px':>20} {'rate':>5} {'fmt':>4} {'ranks':>16} {'mode':>7} {'fwd':>6} "
             f"{'fwd+bwd':>7} {'mem':>6} {'params':>7} {'FLOPs':>6}"
         )
-        rows = bench_layers(batch, rates, reps, args.device)
+        rows = bench_layers(conv_shapes(args.model), batch, rates, reps, args.device)
         for r in rows:
-            cin, cout, s, px = r["shape"]
-            head = f"{cin:>4}->{cout:<3} s{s}@{px:<3} {r['rate']:>5} {r['format']:>4}"
+            cin, cout, k, s, px = r["shape"]
+            head = f"{cin:>4}->{cout:<4} {k}x{k} s{s}@{px:<3} {r['rate']:>5} {r['format']:>4}"
             if r.get("skipped"):
                 print(f"{head} {'(rate below the minimum)':>30}")
                 continue
@@ -290,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"{head} {str(r['ranks']):>16} {r['mode']:>7} {r['fwd']:6.2f} {r['fwdbwd']:7.2f} "
                 f"{r['mem']:6.2f} {r['params']:7.3f} {r['flops']:6.3f}"
             )
-        print("\nweighted by occurrences in ResNet-32 (geometric mean of ratios):")
+        print(f"\nweighted by occurrences in {args.model} (geometric mean of ratios):")
         for rate in rates:
             for name in FORMATS:
                 sel = [r for r in rows if r["rate"] == rate and r["format"] == name and not r.get("skipped")]
