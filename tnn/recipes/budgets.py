@@ -11,9 +11,11 @@ modified copy (recorded in ``results.csv`` so a table always states what it ran)
   validation set; meant for a GPU.
 - ``cpu`` — the recipe sized for 2 CPU cores: ResNet-32's rates 0.05 and 0.1 for all nine formats (18
   cells) in under 2.5 hours as two one-thread processes, LeNet-5's whole table (36 cells) in under an
-  hour. ResNet-32: the data-fitted initialisation, then 500 distillation steps (a quarter of ``long``,
-  with its learning rate, schedule and augmentation). LeNet-5: the data-fitted initialisation, 60
-  sequential steps per stage, then 300 distillation steps.
+  hour. ResNet-32: sequential training from the decomposition (240 steps of batch 64 per stage on the
+  first 15,360 training images, teacher outputs cached), then 500 distillation steps of batch 64 on
+  augmented images (cosine learning rates); no data-fitted initialisation, which on validation images
+  made both later phases slower (docs/results.md, "The `cpu` budget"). LeNet-5: the data-fitted
+  initialisation, 60 sequential steps per stage, then 300 distillation steps.
 - ``cpu-seq`` — the previous ``cpu`` budget, kept so that the earlier tables reproduce: sequential
   training only (ResNet-32: 240 steps of batch 64 per stage, i.e. one pass over a 15,360-image training
   subset per stage), LeNet-5 with 60 cross-entropy fine-tuning steps. With so few steps the paper's
@@ -228,11 +230,10 @@ BUDGETS: dict[str, dict[str, Budget]] = {
                          train_subset=7680, val_size=5000, val_limit=1000, cache_teacher=True,
                          finetune_steps=300, finetune_lr=1e-3, distill=True, schedule="cosine", warmup=0.05,
                          checkpoint_every=100),
-        "*": Budget("cpu", fit_samples=512, fit_steps=300, steps_per_stage=0, batch_size=128, lr=3e-3,
-                    val_size=5000, val_limit=1000, cache_teacher=True, finetune_steps=500, finetune_lr=3e-3,
-                    distill=True, augment=True, schedule="cosine", warmup=0.05, checkpoint_every=50,
-                    curve_every=100, curve_limit=1000, conv_steps=960, conv_eval_every=40,
-                    conv_eval_limit=1000),
+        "*": Budget("cpu", steps_per_stage=240, batch_size=64, lr=3e-3, train_subset=15360, val_size=5000,
+                    val_limit=1000, cache_teacher=True, finetune_steps=500, finetune_lr=3e-3, distill=True,
+                    augment=True, schedule="cosine", warmup=0.05, checkpoint_every=50, curve_every=100,
+                    curve_limit=1000, conv_steps=960, conv_eval_every=40, conv_eval_limit=1000),
         "resnet50": Budget("cpu", fit_samples=64, fit_steps=100, steps_per_stage=0, batch_size=32, lr=1e-3,
                            train_subset=640, val_size=500, val_limit=500, eval_limit=1000, cache_teacher=True,
                            finetune_steps=20, finetune_lr=1e-3, distill=True, schedule="cosine", warmup=0.05,
