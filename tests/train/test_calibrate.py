@@ -14,6 +14,7 @@ from tnn.train.calibrate import (
     _flat_weight,
     _objective,
     _patches,
+    anchored,
     bn_scale,
     fit_layers,
     layer_statistics,
@@ -130,6 +131,35 @@ def _teacher_output(teacher: nn.Module, module: nn.Module, x: torch.Tensor) -> t
     teacher(x)
     handle.remove()
     return out[0]
+
+
+def test_anchored_objective_adds_the_ridge_term_exactly() -> None:
+    """E_ridge(W_hat) * norm = E(W_hat) * norm0 + mu ||W_hat - W||^2 with mu = lambda tr(G) / K."""
+    teacher, x = _teacher(), _inputs(16)
+    student = compress(teacher, "cp", RATE).eval()
+    stats = layer_statistics(student, teacher, "conv2", x)
+    w_teacher, w_student = _flat_weight(teacher.conv2), _flat_weight(student.conv2)
+    ones = torch.ones(w_teacher.shape[0], dtype=torch.float64)
+    ridge = anchored(stats, w_teacher, 0.1)
+    mu = 0.1 * float(torch.diagonal(stats.gram).sum()) / stats.gram.shape[0]
+    plain = float(_objective(w_student, stats, ones)) * float(stats.yy.sum())
+    want = plain + mu * float((w_student - w_teacher).pow(2).sum())
+    assert float(_objective(w_student, ridge, ones)) * float(ridge.yy.sum()) == pytest.approx(want, rel=1e-9)
+    assert anchored(stats, w_teacher, 0.0) is stats
+    with pytest.raises(ValueError, match="ridge"):
+        anchored(stats, w_teacher, -1.0)
+    with pytest.raises(ValueError, match="does not match"):
+        anchored(stats, w_teacher[:, :-1], 0.1)
+
+
+def test_ridge_keeps_the_fitted_kernel_closer_to_the_teacher() -> None:
+    teacher, x = _teacher(), _inputs(32)
+    dists = {}
+    for ridge in (0.0, 1.0):
+        student = compress(teacher, "cp", RATE).eval()
+        fit_layers(student, teacher, x, steps=100, lr=3e-2, ridge=ridge)
+        dists[ridge] = float((_flat_weight(student.conv2) - _flat_weight(teacher.conv2)).norm())
+    assert dists[1.0] < dists[0.0]
 
 
 def test_dense_target_is_teacher_kernel_on_student_input() -> None:

@@ -97,6 +97,7 @@ BUDGET_FLAGS: dict[str, tuple[str, type, str]] = {
     "--fit-samples": ("fit_samples", int, "images of the data-fitted initialisation (0: none)"),
     "--fit-steps": ("fit_steps", int, "Adam steps per layer of the data-fitted initialisation"),
     "--fit-lr": ("fit_lr", float, "learning rate of the data-fitted initialisation"),
+    "--fit-ridge": ("fit_ridge", float, "ridge of the data fit towards each pretrained kernel (0: none)"),
     "--finetune-steps": ("finetune_steps", int, "end-to-end fine-tuning steps (0: none)"),
     "--finetune-epochs": ("finetune_epochs", float, "end-to-end fine-tuning epochs"),
     "--finetune-lr": ("finetune_lr", float, "Adam learning rate of fine-tuning"),

@@ -83,6 +83,9 @@ class Budget:
         training images right after the decomposition (0: none).
     fit_steps, fit_lr : int, float
         Adam steps per layer and learning rate of the data-fitted initialisation.
+    fit_ridge : float
+        Ridge of the data fit towards each pretrained kernel (``ridge`` of
+        :func:`tnn.train.calibrate.fit_layers`; 0: none).
     eval_limit, val_limit : int, optional
         Evaluate on the first ``eval_limit`` test / ``val_limit`` validation images (all if ``None``).
     checkpoint_every : int
@@ -121,6 +124,7 @@ class Budget:
     fit_samples: int = 0
     fit_steps: int = 300
     fit_lr: float = 1e-2
+    fit_ridge: float = 0.0
     eval_limit: int | None = None
     val_limit: int | None = None
     checkpoint_every: int = 100
@@ -159,6 +163,9 @@ class Budget:
                 raise ValueError(f"budget {self.name!r}: {key} must be a non-negative integer, got {value!r}")
         if self.finetune_epochs is not None and self.finetune_steps:
             raise ValueError(f"budget {self.name!r}: give finetune_steps or finetune_epochs, not both")
+        ridge = self.fit_ridge
+        if isinstance(ridge, bool) or not isinstance(ridge, (int, float)) or ridge < 0:
+            raise ValueError(f"budget {self.name!r}: fit_ridge must be a non-negative number, got {ridge!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"budget {self.name!r}: alpha must be in [0, 1], got {self.alpha!r}")
         try:
@@ -206,8 +213,9 @@ class Budget:
         if self.schedule != "constant" or self.warmup:
             ft += f"; {self.schedule} learning rates, warm-up {self.warmup:g}"
         test = f"first {self.eval_limit} test images" if self.eval_limit else "all test images"
+        ridge = f", ridge {self.fit_ridge:g}" if self.fit_ridge else ""
         fit = (f"data-fitted initialisation on {self.fit_samples} images ({self.fit_steps} Adam steps per "
-               f"layer, {self.fit_lr:g}); " if self.fit_samples else "")
+               f"layer, {self.fit_lr:g}{ridge}); " if self.fit_samples else "")
         return (f"{self.name}: {fit}sequential {stage} per stage, batch {self.batch_size}, Adam {self.lr:g}, "
                 f"{subset} ({self.val_size} held out for validation), teacher outputs "
                 f"{'cached' if self.cache_teacher else 'recomputed'}{ft}; {test}")

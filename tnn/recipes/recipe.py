@@ -209,7 +209,7 @@ def compress_and_train(
             n = min(budget.fit_samples, len(data.train))
             inputs, _ = fetch_batch(data.train, torch.arange(n))
             fit_layers(student.to(device), teacher.to(device), inputs.to(device), steps=budget.fit_steps,
-                       lr=budget.fit_lr, progress=progress)
+                       lr=budget.fit_lr, ridge=budget.fit_ridge, progress=progress)
             figures["wall_fit_s"] = round(time.perf_counter() - t0, 2)
             evaluate_at(student, "fit")
             say(f"data-fitted initialisation on {n} images in {figures['wall_fit_s']:.0f} s"
