@@ -175,6 +175,23 @@ def test_run_experiment_writes_outputs_and_is_resumable(tmp_path: Path) -> None:
     assert first.stat().st_mtime_ns == stamp
 
 
+def test_a_cell_claimed_by_another_live_process_is_skipped(tmp_path: Path) -> None:
+    import json
+    import os
+    import socket
+
+    out = tmp_path / "table"
+    cell = out / "cells" / cell_name("tt", 0.2)
+    cell.mkdir(parents=True)
+    (cell / "claim.json").write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    lines: list[str] = []
+    rows = run_experiment("lenet5", "synthetic", ["tt", "rtt"], [0.2], _tiny(), out, log=lines.append)
+    assert [r["format"] for r in rows] == ["baseline", "rtt"]
+    assert any("tt-r0.2: running in another process" in line for line in lines)
+    assert (cell / "claim.json").exists() and not (cell / "result.json").exists()
+    assert not (out / "cells" / cell_name("rtt", 0.2) / "claim.json").exists()  # released when done
+
+
 def test_interrupted_cell_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     from tnn.compression import compress
     from tnn.recipes import load_run_data

@@ -5,13 +5,15 @@ Layout of ``out`` (every file written atomically)::
     out/config.json                 model, dataset, budget (a rerun must use the same budget)
     out/baseline.json               the uncompressed model's validation / test accuracy
     out/cells/<format>-r<rate>/     one folder per cell: result.json when finished, training
-                                    checkpoints while running (removed when the cell finishes),
-                                    error.txt if it failed
+                                    checkpoints and claim.json (the process working on it) while
+                                    running (removed when the cell finishes), error.txt if it failed
     out/results.csv                 one row per finished cell plus the baseline
     out/results.md                  the Markdown tables (tnn.experiments.tables)
     out/accuracy_vs_rate.png        test accuracy against achieved rate, one line per format
 
 A cell with a ``result.json`` is never recomputed; an interrupted cell resumes from its checkpoints.
+Several processes may run the same command on one ``out`` (one per core): each cell is claimed by the
+first process to reach it (:func:`tnn.io.claim`) and skipped by the others.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from torch import nn
 from tnn.compression import n_params
 from tnn.experiments import plots, tables
 from tnn.formats import FORMATS, check_format, check_rate
-from tnn.io import atomic_write_text
+from tnn.io import atomic_write_text, claim, claim_holder, release
 from tnn.models import get_model, load_pretrained, model_info
 from tnn.recipes import (
     CHECKPOINT_FINETUNE,
@@ -77,6 +79,9 @@ def load_teacher(model: str, weights: str | os.PathLike[str] | None, num_classes
 
 #: Budget fields that cannot change a finished table cell (the convergence study's settings, and how
 #: often a cell saves its training state), so a table folder may be continued after they change.
+#: Name of the claim file in a cell folder while a process works on the cell (tnn.io.claim).
+CLAIM = "claim.json"
+
 TABLE_NEUTRAL_FIELDS = ("conv_steps", "conv_eval_every", "conv_eval_limit", "checkpoint_every", "curve_every",
                         "curve_limit")
 
@@ -306,9 +311,16 @@ def run_experiment(
                 continue
             if max_cells is not None and computed >= max_cells:
                 continue
+            if not claim(cell_dir / CLAIM):
+                holder = claim_holder(cell_dir / CLAIM) or {}
+                log(f"[{title}] {cell_name(fmt, rate)}: running in another process (pid {holder.get('pid')} "
+                    f"on {holder.get('host')}), skipped")
+                continue
+            if (cell_dir / "result.json").exists():  # finished by another process since the check above
+                release(cell_dir / CLAIM)
+                continue
             computed += 1
             log(f"[{title}] {cell_name(fmt, rate)}: running")
-            cell_dir.mkdir(parents=True, exist_ok=True)
             try:
                 row = run_cell(cell_dir, model, dataset, fmt, rate, teacher, data, budget, cache, seed=seed,
                                exclude=exclude, device=device, progress=progress)
@@ -322,6 +334,8 @@ def run_experiment(
                 })
                 log(f"[{title}] {cell_name(fmt, rate)}: FAILED {type(exc).__name__}: {exc}")
                 continue
+            finally:
+                release(cell_dir / CLAIM)
             (cell_dir / "error.json").unlink(missing_ok=True)
             phases = "".join(f", {name} {row[key]:.4f}" for name, key in (
                 ("after the fit", "acc_fit_test"), ("after sequential training", "acc_seq_test"),

@@ -7,6 +7,7 @@
   one-line errors for missing, truncated or corrupted files;
 - :func:`write_safetensors` / :func:`read_safetensors_metadata` / :func:`read_safetensors_tensors` —
   the safetensors container (tensors plus one JSON metadata object), nothing executed when reading;
+- :func:`claim` / :func:`release` — claim files, so that processes sharing a folder split its work;
 - :func:`to_jsonable` — tensors, NumPy values, tuples, paths and nested dicts as plain JSON data.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from tnn.io.atomic import atomic_open, atomic_write, atomic_write_text
 from tnn.io.checkpoint import CheckpointError, checkpoint_metadata, load_checkpoint, save_checkpoint
+from tnn.io.claims import claim, claim_holder, release
 from tnn.io.extras import MissingExtraError, require
 from tnn.io.jsonable import to_jsonable
 from tnn.io.safetensors_file import read_safetensors_metadata, read_safetensors_tensors, write_safetensors
@@ -25,9 +27,12 @@ __all__ = [
     "atomic_write",
     "atomic_write_text",
     "checkpoint_metadata",
+    "claim",
+    "claim_holder",
     "load_checkpoint",
     "read_safetensors_metadata",
     "read_safetensors_tensors",
+    "release",
     "require",
     "save_checkpoint",
     "to_jsonable",
