@@ -27,8 +27,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "process rewrites the tables from all finished cells. --study convergence\n"
         "compares sequential and end-to-end training from the same decomposition (first rate only)\n"
         "and writes OUT/convergence.{csv,md,png}. Budgets (tnn/recipes/budgets.py): cpu (the recipe\n"
-        "sized for 2 CPU cores: data-fitted initialisation, then distillation), long (the same with 4x\n"
-        "the steps, about an hour per ResNet-32 cell), cpu-seq (the earlier sequential-only budget),\n"
+        "sized for 2 CPU cores: sequential training, then 500 distillation steps), long (data-fitted\n"
+        "initialisation, then 2,000 distillation steps: up to an hour per ResNet-32 cell), cpu-seq (the\n"
+        "earlier sequential-only budget),\n"
         "paper (the paper's schedule, for a GPU), demo, smoke (tests); the override flags change single\n"
         "budget fields.",
         "  tnn experiment --model lenet5 --dataset mnist --weights runs/lenet5/model.pt \\\n"
