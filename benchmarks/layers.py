@@ -2,8 +2,9 @@
 
 1. Layers: every format at rates 0.1 and 0.05 on the conv shapes of ResNet-32 (batch 128 on 32/16/8 pixel
    maps) or, with ``--model resnet50``, of ResNet-50 (batch 8 at 224 pixels; 1x1, 3x3 and the 7x7 stem),
-   read from the model by forward hooks: forward (no_grad) and forward+backward wall time as a ratio to the dense ``nn.Conv2d`` of the
-   same shape, memory, parameters and planned FLOPs (ratios to the dense layer).
+   read from the model by forward hooks: forward (no_grad) and forward+backward wall time as a ratio to
+   the dense ``nn.Conv2d`` of the same shape, memory, parameters and planned FLOPs (ratios to the dense
+   layer).
 2. TensorLy-Torch: ``tltorch.FactorizedConv.from_conv(..., implementation="factorized")`` in CP, Tucker
    and TT at the *same ranks* as tnn's ``cp``, ``tk`` and ``tt`` (ratio tnn time / tltorch time).
 3. The whole ResNet-32 compressed with ``tnn.compress`` (``rtt``, rate 0.1 by default): inference and

@@ -15,13 +15,15 @@ writes ``OUT/gap.csv``, ``OUT/gap.md`` and ``OUT/gap_vs_budget.png``.
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from tnn.experiments import plots
-from tnn.experiments.tables import read_csv
+from tnn.experiments.tables import finished_cells, read_csv
 from tnn.formats import FORMATS
 from tnn.io import atomic_write_text
 
@@ -75,11 +77,9 @@ def gap_rows(
     """
     out = []
     for name, rows in runs:
-        cells = {r["format"]: r for r in rows
-                 if r.get("status") == "ok" and r.get("format") != "baseline"
-                 and abs(float(r["rate"]) - rate) < 1e-9}
+        cells = finished_cells(rows)
         for base, reshaped in pairs:
-            a, b = cells.get(base), cells.get(reshaped)
+            a, b = cells.get((base, float(rate))), cells.get((reshaped, float(rate)))
             if a is None or b is None or a.get(metric) is None or b.get(metric) is None:
                 continue
             if _steps(a) != _steps(b):
@@ -103,9 +103,11 @@ def gap_markdown(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def _csv(rows: Sequence[dict[str, Any]]) -> str:
-    lines = [",".join(GAP_FIELDS)]
-    lines += [",".join(str(r[k]) for k in GAP_FIELDS) for r in rows]
-    return "\n".join(lines) + "\n"
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(GAP_FIELDS), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
 
 
 def write_gap_outputs(out: str | os.PathLike[str], rows: Sequence[dict[str, Any]], title: str = "") -> None:

@@ -77,11 +77,11 @@ def load_teacher(model: str, weights: str | os.PathLike[str] | None, num_classes
     return teacher.eval()
 
 
-#: Budget fields that cannot change a finished table cell (the convergence study's settings, and how
-#: often a cell saves its training state), so a table folder may be continued after they change.
 #: Name of the claim file in a cell folder while a process works on the cell (tnn.io.claim).
 CLAIM = "claim.json"
 
+#: Budget fields that cannot change a finished table cell (the convergence study's settings, and how
+#: often a cell saves its training state), so a table folder may be continued after they change.
 TABLE_NEUTRAL_FIELDS = ("conv_steps", "conv_eval_every", "conv_eval_limit", "checkpoint_every", "curve_every",
                         "curve_limit")
 

@@ -129,6 +129,12 @@ def detail_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def finished_cells(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, float], dict[str, Any]]:
+    """The finished (``status == "ok"``) cells of a table by ``(format, rate)``; the baseline left out."""
+    return {(r["format"], float(r["rate"])): r for r in rows
+            if r.get("status") == "ok" and r.get("format") != "baseline"}
+
+
 def comparison_table(before: Sequence[dict[str, Any]], after: Sequence[dict[str, Any]],
                      metric: str = "acc_final_test") -> str:
     """Formats as rows, rates as columns: ``metric`` (%) of two runs of the same table cell by cell, as
@@ -137,8 +143,7 @@ def comparison_table(before: Sequence[dict[str, Any]], after: Sequence[dict[str,
     Cells are matched by ``(format, rate)``; the rates are those of ``after``.
     """
     formats, rates = _order(after)
-    old = {(r["format"], float(r["rate"])): r for r in before if r.get("status") == "ok"}
-    new = {(r["format"], float(r["rate"])): r for r in after if r.get("status") == "ok"}
+    old, new = finished_cells(before), finished_cells(after)
     lines = ["| format | " + " | ".join(f"rate {r:g}" for r in rates) + " |",
              "|" + " --- |" * (len(rates) + 1)]
     for fmt in formats:

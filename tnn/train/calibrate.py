@@ -362,6 +362,8 @@ def fit_layers(student: nn.Module, teacher: nn.Module, inputs: torch.Tensor, *, 
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     if steps < 0 or batch_size < 1:
         raise ValueError("steps must be >= 0 and batch_size >= 1")
+    if ridge < 0:
+        raise ValueError(f"ridge must be >= 0, got {ridge!r}")
     modes = (student.training, teacher.training)
     student.eval()
     teacher.eval()
