@@ -8,6 +8,7 @@ written by rank 0 only.
 
 from __future__ import annotations
 
+import gc
 import os
 
 import torch
@@ -56,9 +57,21 @@ def setup_distributed(device: torch.device | str = "cpu") -> torch.device:
 
 
 def teardown_distributed() -> None:
-    """Leave the process group if one is active."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    """Leave the process group if one is active.
+
+    Unreferenced DDP wrappers are collected first (their reducers hold pending gloo work), and the
+    processes meet at a barrier so that none destroys the group while another still talks to it; a
+    barrier that fails (a peer already gone) does not stop this process from leaving.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    gc.collect()
+    if dist.get_world_size() > 1:
+        try:
+            dist.barrier()
+        except RuntimeError:
+            pass
+    dist.destroy_process_group()
 
 
 def wrap_ddp(module: nn.Module, device: torch.device) -> nn.Module:
