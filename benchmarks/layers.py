@@ -4,7 +4,9 @@
    maps) or, with ``--model resnet50``, of ResNet-50 (batch 8 at 224 pixels; 1x1, 3x3 and the 7x7 stem),
    read from the model by forward hooks: forward (no_grad) and forward+backward wall time as a ratio to
    the dense ``nn.Conv2d`` of the same shape, memory, parameters and planned FLOPs (ratios to the dense
-   layer).
+   layer). The forward uses the inference choice of ``--prepare``: ``eval`` the cost model's
+   (``model.eval()`` alone), ``optimize`` the measured one (``tnn.nn.optimize_for_inference``); the
+   ``inf`` column says which evaluation it is, ``train`` the training plan's.
 2. TensorLy-Torch: ``tltorch.FactorizedConv.from_conv(..., implementation="factorized")`` in CP, Tucker
    and TT at the *same ranks* as tnn's ``cp``, ``tk`` and ``tt`` (ratio tnn time / tltorch time).
 3. The whole ResNet-32 compressed with ``tnn.compress`` (``rtt``, rate 0.1 by default): inference and
@@ -34,7 +36,7 @@ from torch import nn
 
 from tnn.algebra import conv_einsum_path
 from tnn.formats import FORMATS
-from tnn.nn import TensorialConv2d
+from tnn.nn import TensorialConv2d, optimize_for_inference
 
 Shape = tuple[int, int, int, int, int]  # (in, out, kernel, stride, input size), square kernels and maps
 
@@ -121,7 +123,7 @@ def _dense_flops(conv: nn.Conv2d, shape: tuple[int, ...]) -> int:
 
 
 def bench_layers(shapes: list[tuple[Shape, int]], batch: int, rates: list[float], reps: int,
-                 device: str) -> list[dict]:
+                 device: str, prepare: str = "optimize") -> list[dict]:
     rows = []
     for (cin, cout, k, stride, size), count in shapes:
         conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, bias=False, device=device)
@@ -136,6 +138,9 @@ def bench_layers(shapes: list[tuple[Shape, int]], batch: int, rates: list[float]
                     layers[name] = TensorialConv2d.from_dense(conv, format=name, rate=rate, init="random")
                 except ValueError:
                     continue
+            for layer in layers.values():
+                optimize_for_inference(layer, x, measure=prepare == "optimize")
+                layer.train()  # the inference choice is kept; forward+backward uses the training plan
             fwd = _time({"dense": _forward(conv, x)} | {k: _forward(v, x) for k, v in layers.items()}, reps)
             bwd = _time({"dense": _train(conv, x)} | {k: _train(v, x) for k, v in layers.items()}, reps)
             for name in FORMATS:
@@ -159,6 +164,7 @@ def bench_layers(shapes: list[tuple[Shape, int]], batch: int, rates: list[float]
                         "format": name,
                         "ranks": layer.ranks,
                         "mode": layer.plan(tuple(x.shape)).mode,
+                        "inference": layer.inference_mode(tuple(x.shape)),
                         "fwd": fwd[name] / fwd["dense"],
                         "fwdbwd": bwd[name] / bwd["dense"],
                         "fwd_dense_ms": 1e3 * fwd["dense"],
@@ -281,6 +287,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: layers,tltorch,resnet")
+    parser.add_argument("--prepare", choices=("optimize", "eval"), default="optimize",
+                        help="the layers' inference choice: measured (optimize_for_inference) or the cost "
+                             "model's (eval)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -298,10 +307,10 @@ def main(argv: list[str] | None = None) -> None:
     if "layers" not in skip:
         print(f"\n## Layers at the {args.model} shapes: time / memory / params / FLOPs relative to nn.Conv2d")
         print(
-            f"{'in->out kxk s@px':>20} {'rate':>5} {'fmt':>4} {'ranks':>16} {'mode':>7} {'fwd':>6} "
-            f"{'fwd+bwd':>7} {'mem':>6} {'params':>7} {'FLOPs':>6}"
+            f"{'in->out kxk s@px':>20} {'rate':>5} {'fmt':>4} {'ranks':>16} {'train':>7} {'inf':>7} "
+            f"{'fwd':>6} {'fwd+bwd':>7} {'mem':>6} {'params':>7} {'FLOPs':>6}"
         )
-        rows = bench_layers(conv_shapes(args.model), batch, rates, reps, args.device)
+        rows = bench_layers(conv_shapes(args.model), batch, rates, reps, args.device, args.prepare)
         for r in rows:
             cin, cout, k, s, px = r["shape"]
             head = f"{cin:>4}->{cout:<4} {k}x{k} s{s}@{px:<3} {r['rate']:>5} {r['format']:>4}"
@@ -309,8 +318,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{head} {'(rate below the minimum)':>30}")
                 continue
             print(
-                f"{head} {str(r['ranks']):>16} {r['mode']:>7} {r['fwd']:6.2f} {r['fwdbwd']:7.2f} "
-                f"{r['mem']:6.2f} {r['params']:7.3f} {r['flops']:6.3f}"
+                f"{head} {str(r['ranks']):>16} {r['mode']:>7} {r['inference']:>7} {r['fwd']:6.2f} "
+                f"{r['fwdbwd']:7.2f} {r['mem']:6.2f} {r['params']:7.3f} {r['flops']:6.3f}"
             )
         print(f"\nweighted by occurrences in {args.model} (geometric mean of ratios):")
         for rate in rates:

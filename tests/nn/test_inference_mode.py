@@ -173,3 +173,18 @@ def test_torch_compile_with_inference_cache():
     _sgd_step(model, x)
     with torch.no_grad():
         assert float((compiled(x) - _dense_copy(model)(x)).abs().max()) <= 1e-4
+
+
+def test_inference_mode_reports_the_forced_then_the_cost_model_choice():
+    layer = _conv("rcp")
+    shape = (2, 8, 6, 6)
+    default = layer.plan(shape).inference_mode
+    other = "dense" if default == "factors" else "factors"
+    assert layer.inference_mode(shape) == default
+    layer.set_inference_mode(shape, other)
+    assert layer.inference_mode(shape) == other
+    assert layer.inference_mode((3, 8, 6, 6)) == layer.plan((3, 8, 6, 6)).inference_mode  # per shape
+    layer.set_inference_mode(shape, None)
+    assert layer.inference_mode(shape) == default
+    layer.evaluation = "factors"
+    assert layer.inference_mode(shape) == "factors"

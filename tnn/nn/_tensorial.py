@@ -313,6 +313,15 @@ class TensorialLayer(nn.Module):
             return plan.mode
         return self._inference_modes.get(folded, plan.inference_mode)
 
+    def inference_mode(self, input_shape: Sequence[int]) -> str:
+        """The evaluation (``"factors"`` or ``"dense"``) used without autograd for inputs of
+        ``input_shape``: the one :meth:`set_inference_mode` forced, else the cost model's."""
+        batched = self._batched_shape(tuple(input_shape))
+        folded = self._folded_shape(batched)
+        if self._evaluation != "auto":
+            return self._evaluation
+        return self._inference_modes.get(folded, self.plan(batched).inference_mode)
+
     def set_inference_mode(self, input_shape: Sequence[int], mode: str | None) -> None:
         """Force the evaluation used without autograd for inputs of ``input_shape`` (``None``: the
         cost model's :attr:`Plan.inference_mode` again). Used by :func:`tnn.nn.optimize_for_inference`."""
