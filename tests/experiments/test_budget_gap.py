@@ -29,7 +29,13 @@ def test_gap_rows_pair_cells_at_the_rate_and_sort_by_steps() -> None:
     assert [(r["reshaped"], r["steps"]) for r in rows] == [("rcp", 125), ("rcp", 2000), ("rtt", 125)]
     assert rows[0]["gap_points"] == pytest.approx(-5.0) and rows[1]["gap_points"] == pytest.approx(1.0)
     assert rows[2]["gap_points"] == pytest.approx(2.0)  # the failed long rtt cell is left out
-    assert "| cp / rcp | 0.05 | 125 | 60.00 | 55.00 | -5.00 |" in gap_markdown(rows)
+    assert "| cp / rcp | 0.05 | 125 | — | 60.00 | 55.00 | -5.00 |" in gap_markdown(rows)
+
+
+def test_gap_rows_count_images_by_each_runs_batch_size() -> None:
+    rows = gap_rows(_runs(), [("cp", "rcp")], rate=0.05, batch_sizes={"short": 64, "long": 128})
+    assert [(r["steps"], r["images"]) for r in rows] == [(125, 8000), (2000, 256000)]
+    assert "| cp / rcp | 0.05 | 2000 | 256,000 | 77.00 | 78.00 | +1.00 |" in gap_markdown(rows)
 
 
 def test_gap_rows_refuse_pairs_trained_for_different_steps() -> None:
@@ -50,11 +56,12 @@ def test_cli_writes_outputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     for name, rows in _runs():
         (tmp_path / name).mkdir()
         write_csv(tmp_path / name / "results.csv", rows)
+    (tmp_path / "long" / "config.json").write_text('{"budget": {"batch_size": 128}}')
     out = tmp_path / "gap"
     budget_gap.main(["--runs", str(tmp_path / "short"), str(tmp_path / "long"), "--pairs", "cp:rcp",
                      "--rate", "0.05", "--out", str(out)])
-    assert "| cp / rcp | 0.05 | 2000 | 77.00 | 78.00 | +1.00 |" in capsys.readouterr().out
-    assert (out / "gap.csv").read_text().splitlines()[0].startswith("baseline,reshaped,rate,steps")
+    assert "| cp / rcp | 0.05 | 2000 | 256,000 | 77.00 | 78.00 | +1.00 |" in capsys.readouterr().out
+    assert (out / "gap.csv").read_text().splitlines()[0].startswith("baseline,reshaped,rate,steps,images")
     assert (out / "gap_vs_budget.png").exists() == plots.available()
     with pytest.raises(SystemExit):
         budget_gap.main(["--runs", str(tmp_path / "missing"), "--rate", "0.05", "--out", str(out)])

@@ -4,7 +4,8 @@ Reads the ``results.csv`` of several runs of the same table under budgets of dif
 example ``--budget cpu --finetune-steps 125``, ``250``, the ``cpu`` budget's 500 and the ``long`` budget's
 2,000 steps) and, for each pair such as ``cp:rcp``, lists the two cells' test accuracy and the gap
 (reshaped − baseline, in points) against the cell's number of optimisation steps (sequential and
-fine-tuning steps together, read from the CSV)::
+fine-tuning steps together, read from the CSV) and the training images they saw (steps × the run's batch
+size, read from its ``config.json``; budgets with different batch sizes compare by images)::
 
     python -m tnn.experiments.budget_gap --runs runs/gap125 runs/gap250 docs/results/resnet32-cpu-recipe \\
         docs/results/resnet32-long --pairs cp:rcp tt:rtt --rate 0.05 --out docs/results/resnet32-gap
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,7 +31,8 @@ from tnn.io import atomic_write_text
 
 __all__ = ["gap_rows", "gap_markdown", "parse_pair"]
 
-GAP_FIELDS = ("baseline", "reshaped", "rate", "steps", "baseline_acc", "reshaped_acc", "gap_points", "run")
+GAP_FIELDS = ("baseline", "reshaped", "rate", "steps", "images", "baseline_acc", "reshaped_acc", "gap_points",
+              "run")
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -52,6 +55,7 @@ def gap_rows(
     pairs: Sequence[tuple[str, str]],
     rate: float,
     metric: str = "acc_final_test",
+    batch_sizes: dict[str, int] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (pair, run) whose two cells at ``rate`` both finished.
 
@@ -64,11 +68,13 @@ def gap_rows(
         The target rate of the cells compared.
     metric : str
         The accuracy column compared (fractions); the gap is reported in points.
+    batch_sizes : dict, optional
+        Run name -> its batch size; gives the ``images`` column (steps × batch; ``None`` where unknown).
 
     Returns
     -------
     list of dict
-        Keys :data:`GAP_FIELDS`, sorted by pair then steps.
+        Keys :data:`GAP_FIELDS`, sorted by pair, then images seen (where every row has them), then steps.
 
     Raises
     ------
@@ -86,18 +92,34 @@ def gap_rows(
                 raise ValueError(f"run {name}: {base} was trained for {_steps(a)} steps and {reshaped} for "
                                  f"{_steps(b)}; a gap needs the same budget")
             x, y = 100 * float(a[metric]), 100 * float(b[metric])
+            batch = (batch_sizes or {}).get(name)
             out.append({"baseline": base, "reshaped": reshaped, "rate": rate, "steps": _steps(a),
+                        "images": _steps(a) * batch if batch else None,
                         "baseline_acc": round(x, 2), "reshaped_acc": round(y, 2),
                         "gap_points": round(y - x, 2), "run": name})
     pair_order = {p: i for i, p in enumerate(pairs)}
-    return sorted(out, key=lambda r: (pair_order[(r["baseline"], r["reshaped"])], r["steps"]))
+    by_images = all(r["images"] is not None for r in out)
+    return sorted(out, key=lambda r: (pair_order[(r["baseline"], r["reshaped"])],
+                                      r["images"] if by_images else 0, r["steps"]))
+
+
+def _run_batch_size(folder: Path) -> int | None:
+    """The batch size of the budget an experiment folder ran (its ``config.json``), if recorded."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    budget = json.loads(path.read_text()).get("budget") or {}
+    batch = budget.get("batch_size")
+    return int(batch) if isinstance(batch, int) and batch > 0 else None
 
 
 def gap_markdown(rows: Sequence[dict[str, Any]]) -> str:
-    """A table: pair, steps, both accuracies (%) and the gap (points)."""
-    lines = ["| pair | rate | steps | baseline % | reshaped % | gap (points) |", "|" + " --- |" * 6]
+    """A table: pair, steps, images seen, both accuracies (%) and the gap (points)."""
+    lines = ["| pair | rate | steps | images seen | baseline % | reshaped % | gap (points) |",
+             "|" + " --- |" * 7]
     for r in rows:
-        lines.append(f"| {r['baseline']} / {r['reshaped']} | {r['rate']:g} | {r['steps']} | "
+        images = f"{r['images']:,}" if r.get("images") else "—"
+        lines.append(f"| {r['baseline']} / {r['reshaped']} | {r['rate']:g} | {r['steps']} | {images} | "
                      f"{r['baseline_acc']:.2f} | {r['reshaped_acc']:.2f} | {r['gap_points']:+.2f} |")
     return "\n".join(lines) + "\n"
 
@@ -132,13 +154,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = p.parse_args(argv)
     try:
         pairs = [parse_pair(t) for t in args.pairs]
-        runs = []
+        runs, batch_sizes = [], {}
         for d in args.runs:
             path = Path(d) / "results.csv"
             if not path.is_file():
                 raise ValueError(f"{path} does not exist: every --runs folder needs a results.csv")
             runs.append((str(d), read_csv(path)))
-        rows = gap_rows(runs, pairs, args.rate)
+            batch = _run_batch_size(Path(d))
+            if batch:
+                batch_sizes[str(d)] = batch
+        rows = gap_rows(runs, pairs, args.rate, batch_sizes=batch_sizes)
     except ValueError as exc:
         p.error(str(exc))
     write_gap_outputs(args.out, rows, title=args.title)

@@ -138,17 +138,19 @@ def accuracy_vs_time(curves: Sequence[dict[str, Any]], path: str | os.PathLike[s
 
 
 def gap_vs_budget(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
-    """Left: reshaped − baseline test accuracy (points) against optimisation steps (log scale), one line
-    per pair; right: both formats' accuracies, the reshaped one dashed.
+    """Left: reshaped − baseline test accuracy (points) against the training images seen (optimisation
+    steps where a run's batch size is unknown; log scale), one line per pair; right: both formats'
+    accuracies, the reshaped one dashed.
 
     ``rows``: :func:`tnn.experiments.budget_gap.gap_rows` output.
     """
     plt = _pyplot()
     fig, (ax_gap, ax_acc) = plt.subplots(1, 2, figsize=(9.6, 3.8), dpi=90)
     pairs = list(dict.fromkeys((r["baseline"], r["reshaped"]) for r in rows))
+    key = "images" if all(r.get("images") for r in rows) else "steps"
     for i, (base, reshaped) in enumerate(pairs):
         sel = [r for r in rows if (r["baseline"], r["reshaped"]) == (base, reshaped)]
-        steps = [r["steps"] for r in sel]
+        steps = [r[key] for r in sel]
         color = f"C{i}"
         gaps = [r["gap_points"] for r in sel]
         ax_gap.plot(steps, gaps, marker="o", color=color, label=f"{reshaped} − {base}")
@@ -157,7 +159,7 @@ def gap_vs_budget(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     ax_gap.axhline(0.0, color="k", lw=0.8)
     for ax in (ax_gap, ax_acc):
         ax.set_xscale("log", base=2)
-        ax.set_xlabel("optimisation steps per cell")
+        ax.set_xlabel("training images seen per cell" if key == "images" else "optimisation steps per cell")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=7)
     ax_gap.set_ylabel("reshaped − baseline (points)")
