@@ -64,9 +64,11 @@ def conv_shapes(model: str) -> list[tuple[Shape, int]]:
 def _time(fns: dict[str, Callable[[], object]], reps: int) -> dict[str, float]:
     """Fastest of ``reps`` runs of each function (seconds), repetitions interleaved across functions.
 
-    The minimum, not the median: on a shared machine interference only ever adds time."""
-    for fn in fns.values():
-        fn()
+    The minimum, not the median: on a shared machine interference only ever adds time. Two warm-up
+    calls each (the first shape timed in a process once read 1.8-2.5x for layers that tie on a rerun)."""
+    for _ in range(2):
+        for fn in fns.values():
+            fn()
     samples: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(reps):
         for k, fn in fns.items():
