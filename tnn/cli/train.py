@@ -43,11 +43,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "train",
         "compress a pretrained model and train it (the default recipe), or train a dense model",
         "With --format: compress --model (pretrained --weights) into a TNN and train it with the library's\n"
-        f"compress-and-train recipe under the named --budget (default {DEFAULT_BUDGET!r}): data-fitted\n"
-        "initialisation of every compressed layer on training images, sequential training stage by stage\n"
-        "(MSE to the pretrained stage outputs), end-to-end fine-tuning distilled from the pretrained\n"
-        "network, as the budget says; the override flags change single fields (--steps/--epochs: per\n"
-        "stage). The budget's validation images are held out of training. Without --format: train the\n"
+        f"compress-and-train recipe under the named --budget (default {DEFAULT_BUDGET!r}): decomposition of\n"
+        "every kernel, sequential training stage by stage (MSE to the pretrained stage outputs), then\n"
+        "end-to-end fine-tuning distilled from the pretrained network on augmented images (some budgets\n"
+        "also first fit each compressed layer to the pretrained one on training images: --fit-samples);\n"
+        "the override flags change single fields (--steps/--epochs: per stage). The budget's validation\n"
+        "images are held out of training. Without --format: train the\n"
         "dense model with cross-entropy (--steps/--epochs in total, --lr, --batch-size).\n"
         "Checkpoints are written atomically to OUT every --checkpoint-every steps; --resume continues an\n"
         "interrupted run exactly (with the same settings); a run already in OUT is never replaced\n"
