@@ -27,9 +27,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "process rewrites the tables from all finished cells. --study convergence\n"
         "compares sequential and end-to-end training from the same decomposition (first rate only)\n"
         "and writes OUT/convergence.{csv,md,png}. Budgets (tnn/recipes/budgets.py): cpu (the recipe\n"
-        "sized for 2 CPU cores: sequential training, then 500 distillation steps), long (data-fitted\n"
-        "initialisation, then 2,000 distillation steps: up to an hour per ResNet-32 cell), cpu-seq (the\n"
-        "earlier sequential-only budget), paper (the paper's schedule, for a GPU), demo, smoke\n"
+        "sized for 2 CPU cores: sequential training, then 500 distillation steps), long (sequential\n"
+        "training, then 2,000 distillation steps: up to an hour per ResNet-32 cell), long-fit (the first\n"
+        "long: data-fitted initialisation instead of sequential training), cpu-seq (the earlier\n"
+        "sequential-only budget), paper (the paper's schedule, for a GPU), demo, smoke\n"
         "(tests); the override flags change single budget fields.",
         "  tnn experiment --model lenet5 --dataset mnist --weights runs/lenet5/model.pt \\\n"
         "                 --formats all --rates 0.01 0.02 0.05 0.1 --budget cpu --out runs/lenet5-table\n"
