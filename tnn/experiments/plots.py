@@ -150,12 +150,12 @@ def gap_vs_budget(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     key = "images" if all(r.get("images") for r in rows) else "steps"
     for i, (base, reshaped) in enumerate(pairs):
         sel = [r for r in rows if (r["baseline"], r["reshaped"]) == (base, reshaped)]
-        steps = [r[key] for r in sel]
+        xs = [r[key] for r in sel]
         color = f"C{i}"
         gaps = [r["gap_points"] for r in sel]
-        ax_gap.plot(steps, gaps, marker="o", color=color, label=f"{reshaped} − {base}")
-        ax_acc.plot(steps, [r["baseline_acc"] for r in sel], marker="o", color=color, label=base)
-        ax_acc.plot(steps, [r["reshaped_acc"] for r in sel], marker="s", ls="--", color=color, label=reshaped)
+        ax_gap.plot(xs, gaps, marker="o", color=color, label=f"{reshaped} − {base}")
+        ax_acc.plot(xs, [r["baseline_acc"] for r in sel], marker="o", color=color, label=base)
+        ax_acc.plot(xs, [r["reshaped_acc"] for r in sel], marker="s", ls="--", color=color, label=reshaped)
     ax_gap.axhline(0.0, color="k", lw=0.8)
     for ax in (ax_gap, ax_acc):
         ax.set_xscale("log", base=2)

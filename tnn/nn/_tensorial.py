@@ -309,7 +309,12 @@ class TensorialLayer(nn.Module):
         self, folded: tuple[int, ...], plan: Plan, factors: Sequence[torch.Tensor] | None = None
     ) -> str:
         """``"factors"`` or ``"dense"`` for this call (:attr:`Plan.inference_mode` without autograd)."""
-        if self._evaluation != "auto" or self._needs_grad(factors):
+        if self._needs_grad(factors):
+            return plan.mode
+        return self._no_grad_mode(folded, plan)
+
+    def _no_grad_mode(self, folded: tuple[int, ...], plan: Plan) -> str:
+        if self._evaluation != "auto":
             return plan.mode
         return self._inference_modes.get(folded, plan.inference_mode)
 
@@ -317,10 +322,7 @@ class TensorialLayer(nn.Module):
         """The evaluation (``"factors"`` or ``"dense"``) used without autograd for inputs of
         ``input_shape``: the one :meth:`set_inference_mode` forced, else the cost model's."""
         batched = self._batched_shape(tuple(input_shape))
-        folded = self._folded_shape(batched)
-        if self._evaluation != "auto":
-            return self._evaluation
-        return self._inference_modes.get(folded, self.plan(batched).inference_mode)
+        return self._no_grad_mode(self._folded_shape(batched), self.plan(batched))
 
     def set_inference_mode(self, input_shape: Sequence[int], mode: str | None) -> None:
         """Force the evaluation used without autograd for inputs of ``input_shape`` (``None``: the
