@@ -113,3 +113,36 @@ def test_contiguous_block_contraction_on_both_sides_of_the_bmm_threshold(q):
     torch.testing.assert_close(got, ref)
     g = torch.randn_like(ref)
     torch.testing.assert_close(torch.autograd.grad(got, (x, w), g), torch.autograd.grad(ref, (x, w), g))
+
+
+def test_matmul_step_declines_a_narrow_trailing_block_when_sizes_are_known():
+    """With the sizes known, a ``Q`` below ``BMM_MIN_COLUMNS`` leaves the step to the caller's einsum;
+    a wide one, or a ``Q`` whose sizes are not listed (convolution indices), keeps the bmm."""
+    from tnn.algebra.pairwise import matmul_step
+
+    assert matmul_step("pasq", "tas", frozenset("ptq"), {"p": 3, "a": 4, "s": 5, "t": 6, "q": 9}) is None
+    assert matmul_step("pasq", "tas", frozenset("ptq"), {"p": 3, "a": 4, "s": 5, "t": 6, "q": 40}) is not None
+    assert matmul_step("pasq", "tas", frozenset("ptq"), {"p": 3, "a": 4, "s": 5, "t": 6}) is not None
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_small_product_is_one_einsum_in_the_output_order(small):
+    """A product with fewer than ``SMALL_PRODUCT`` result elements is one torch.einsum step that writes
+    the output order itself (no bmm, no final permute); larger ones may take the bmm. Values and
+    gradients match torch.einsum either way."""
+    from tnn.algebra.contract import SMALL_PRODUCT
+
+    s, r, t, k = (16, 8, 16, 3) if small else (64, 32, 64, 9)
+    assert (s * t * k * k < SMALL_PRODUCT) == small
+    a = torch.randn(s, r, k, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(r, t, k, dtype=torch.float64, requires_grad=True)
+    _, info = conv_einsum_path("srh,rtw->tshw", a, b)
+    if small:
+        assert [st.equation for st in info.steps] == ["srh,rtw->tshw"]
+    else:
+        assert info.steps[0].equation != "srh,rtw->tshw"  # the bmm's own order, then a permute
+    got = conv_einsum("srh,rtw->tshw", a, b)
+    ref = torch.einsum("srh,rtw->tshw", a, b)
+    torch.testing.assert_close(got, ref)
+    g = torch.randn_like(ref)
+    torch.testing.assert_close(torch.autograd.grad(got, (a, b), g), torch.autograd.grad(ref, (a, b), g))

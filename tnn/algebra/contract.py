@@ -136,6 +136,11 @@ class _State:
     pending: frozenset[str]
 
 
+#: a contraction step with fewer result elements than this is one ``torch.einsum`` call rather than a
+#: ``bmm`` with its reshapes (per-call overheads dominate; see docs/benchmarks.md, "Algebra")
+SMALL_PRODUCT = 4096
+
+
 def _result_order(indices: frozenset[str], output: str, a: str, b: str, conv: dict) -> str:
     """Index order of a contraction result: output order, non-output indices next, convolution last."""
     if indices == frozenset(output):
@@ -241,8 +246,12 @@ class _Plan:
             kind = "contraction" if summed else "outer product"
             big_a = problem.node(sa.mask).numel >= problem.node(sb.mask).numel
             orders = ((sa, sb, False), (sb, sa, True))
+            # a small product is a few microseconds of arithmetic: one torch.einsum, which writes the
+            # result in the order asked for, beats the reshapes and permutes around a bmm
+            if node.numel < SMALL_PRODUCT:
+                orders = ()
             for sx, sw, swap in orders if big_a else orders[::-1]:
-                found = matmul_step(sx.indices, sw.indices, node.indices)
+                found = matmul_step(sx.indices, sw.indices, node.indices, problem.sizes)
                 if found is not None:
                     fn, r_idx = found
                     eq = f"{sa.indices},{sb.indices}->{r_idx}"

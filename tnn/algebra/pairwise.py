@@ -238,7 +238,7 @@ BMM_MIN_COLUMNS = 16
 
 
 def matmul_step(
-    x_idx: str, w_idx: str, out_idx: frozenset[str] | set[str]
+    x_idx: str, w_idx: str, out_idx: frozenset[str] | set[str], sizes: dict[str, int] | None = None
 ) -> tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], str] | None:
     """Compile a contraction ``x (P, S, Q) x w (T, S) -> (P, T, Q)`` as one ``torch.bmm`` / ``torch.mm``.
 
@@ -247,7 +247,10 @@ def matmul_step(
     convolution) and the result is contiguous. Returns ``None`` when it does not apply. When the
     trailing block ``Q`` holds fewer than :data:`BMM_MIN_COLUMNS` elements (a 3x3 kernel's ``hw``),
     the many skinny products of a ``bmm`` are several times slower than ``torch.einsum``'s one
-    transposed product, which the step then calls instead.
+    transposed product: with the sizes of ``Q``'s indices in ``sizes`` (convolution indices change size
+    along a path and are not listed there), the step then does not apply (the caller's
+    own ``torch.einsum`` can write its result in any order, e.g. the final output's, sparing a permute);
+    without them ``fn`` calls ``torch.einsum`` itself for such inputs.
 
     Returns
     -------
@@ -265,6 +268,9 @@ def matmul_step(
     if x_idx[first : first + len(summed)] != "".join(summed):
         return None
     p_idx, q_idx = x_idx[:first], x_idx[first + len(summed) :]
+    if q_idx and sizes is not None and all(i in sizes for i in q_idx):
+        if prod(sizes[i] for i in q_idx) < BMM_MIN_COLUMNS:
+            return None
     t_idx = "".join(i for i in w_idx if i not in shared)
     w_perm = [w_idx.index(i) for i in t_idx + "".join(summed)]
     w_identity = w_perm == list(range(len(w_perm)))
