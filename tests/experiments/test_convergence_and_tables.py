@@ -51,6 +51,17 @@ def test_method_budgets_share_the_budget_but_split_the_steps() -> None:
     assert not old.distill and old.finetune_steps == seq_only.conv_steps
 
 
+def test_recipe_method_is_the_budget_itself_at_equal_steps() -> None:
+    long = get_budget("long", "resnet32")
+    assert method_budget(long, "recipe", n_stages=4) is long  # 4 x 240 + 2,000 = conv_steps
+    assert method_budget(long, "end-to-end", n_stages=4).finetune_steps == 4 * 240 + 2000
+    with pytest.raises(ValueError, match=r"3 stages x 240 steps \+ 2000 fine-tuning steps = 2720.*"
+                                         r"--conv-steps 2720"):
+        method_budget(long, "recipe", n_stages=3)
+    with pytest.raises(ValueError, match="counted in steps"):
+        method_budget(get_budget("paper", "resnet32"), "recipe", n_stages=4)
+
+
 def test_parameter_epochs_count_only_the_phase_in_training() -> None:
     phases = [{"steps": 4, "params": 100}, {"steps": 4, "params": 1000}]
     # batch 10 of 40 training samples: a step is a quarter epoch
@@ -144,6 +155,28 @@ def test_convergence_study_runs_both_methods_and_resumes(tmp_path: Path) -> None
     assert lines == ["[convergence] tt: finished, skipped"]
     with pytest.raises(ValueError, match="unknown method"):
         run_convergence("lenet5", "synthetic", ["tt"], 0.2, budget, tmp_path, methods=["sgd"])
+
+
+@pytest.mark.slow
+def test_convergence_study_recipe_method_trains_stages_then_fine_tunes(tmp_path: Path) -> None:
+    # smoke: 2 steps per stage on lenet5's 4 stages + 2 fine-tuning steps = 10
+    budget = get_budget("smoke", "lenet5", conv_steps=10, conv_eval_every=5, conv_eval_limit=16,
+                        train_subset=16, val_size=16, batch_size=8)
+    summaries = run_convergence("lenet5", "synthetic", ["tt"], 0.2, budget, tmp_path,
+                                methods=["recipe", "end-to-end"], log=lambda line: None)
+    assert [s["method"] for s in summaries] == ["end-to-end", "recipe"]
+    recipe = json.loads((tmp_path / "curves" / "tt-recipe.json").read_text())
+    e2e = json.loads((tmp_path / "curves" / "tt-end-to-end.json").read_text())
+    assert recipe["stage_ends"] == [2, 4, 6, 8, 10] and e2e["stage_ends"] == [10]
+    assert e2e["steps"] == [0, 5, 10] and recipe["steps"] == [0, 5, 8, 10]  # 8: sequential training ends
+    assert recipe["accuracy"][0] == e2e["accuracy"][0]
+    # fine-tuning trains every parameter: the recipe's last 2 steps add as much as 2 of end-to-end's 10
+    per_step = e2e["param_epochs"][-1] / 10
+    assert recipe["param_epochs"][-1] - recipe["param_epochs"][2] == pytest.approx(2 * per_step)
+    assert recipe["param_epochs"][-1] < e2e["param_epochs"][-1]
+    with pytest.raises(ValueError, match="--conv-steps 10"):
+        run_convergence("lenet5", "synthetic", ["cp"], 0.2, budget.replace(conv_steps=12), tmp_path / "x",
+                        methods=["recipe"], log=lambda line: None)
 
 
 # ---------------------------------------------------------------- ResNet-50, paper budget, image folder

@@ -10,6 +10,7 @@ import torch
 from tnn.cli import common
 from tnn.cli.errors import CLIError
 from tnn.experiments import run_convergence, run_experiment
+from tnn.experiments.convergence import DEFAULT_METHODS, METHODS
 from tnn.formats import FORMATS
 
 
@@ -24,9 +25,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "recomputed: rerun the same command to continue an interrupted table. Several processes may\n"
         "run the same command on one --out (e.g. one per core with --threads 1): each cell is claimed\n"
         "by the first process to reach it (OUT/cells/*/claim.json) and skipped by the others; every\n"
-        "process rewrites the tables from all finished cells. --study convergence\n"
-        "compares sequential and end-to-end training from the same decomposition (first rate only)\n"
-        "and writes OUT/convergence.{csv,md,png}. Budgets (tnn/recipes/budgets.py): cpu (the recipe\n"
+        "process rewrites the tables from all finished cells. --study convergence compares\n"
+        "sequential and end-to-end training from the same decomposition (one rate; --methods recipe\n"
+        "end-to-end: the budget's own recipe against end-to-end training of as many steps) and\n"
+        "writes OUT/convergence.{csv,md,png}. Budgets (tnn/recipes/budgets.py): cpu (the recipe\n"
         "sized for 2 CPU cores: sequential training, then 500 distillation steps), long (sequential\n"
         "training, then 2,000 distillation steps: up to an hour per ResNet-32 cell), long-fit (the first\n"
         "long: data-fitted initialisation instead of sequential training), cpu-seq (the earlier\n"
@@ -37,7 +39,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "  tnn experiment --model resnet32 --dataset cifar10 --weights resnet32.th --formats all \\\n"
         "                 --rates 0.1 0.05 --budget cpu --out runs/resnet32-table\n"
         "  tnn experiment --study convergence --model resnet32 --dataset cifar10 --weights resnet32.th \\\n"
-        "                 --formats rtt cp --rates 0.1 --budget cpu --out runs/convergence",
+        "                 --formats rtt cp --rates 0.1 --budget cpu --out runs/convergence\n"
+        "  tnn experiment --study convergence --model resnet32 --dataset cifar10 --weights resnet32.th \\\n"
+        "                 --formats cp rtt --rates 0.1 --budget long --methods recipe end-to-end \\\n"
+        "                 --threads 1 --out runs/convergence-long",
     )
     g = p.add_argument_group("experiment")
     g.add_argument("--study", choices=("table", "convergence"), default="table", help="what to run")
@@ -49,6 +54,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     g.add_argument("--rates", nargs="+", type=float, required=True, help="target compression rates")
     g.add_argument("--exclude", nargs="+", metavar="GLOB",
                    help="layers kept dense in every format (e.g. the classifier: fc2, linear, fc)")
+    g.add_argument("--methods", nargs="+", choices=METHODS, default=list(DEFAULT_METHODS),
+                   help="convergence study: the training methods compared (recipe: the budget's own "
+                        "stages then fine-tuning, which must add up to its conv_steps)")
     g.add_argument("--max-cells", type=int, help="compute at most this many unfinished cells, then stop")
     g.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     common.add_budget(p, default="cpu")
@@ -82,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(f"--study convergence takes one rate, got {args.rates}")
         summaries = run_convergence(args.model, args.dataset, formats, args.rates[0], budget, args.out,
                                     weights=args.weights, data_dir=args.data_dir, device=device,
-                                    seed=args.seed, exclude=args.exclude, log=out)
+                                    seed=args.seed, methods=args.methods, exclude=args.exclude, log=out)
         out((Path(args.out) / "convergence.md").read_text())
         out.result({"convergence": summaries})
         return 0

@@ -1,13 +1,16 @@
 """Convergence study: sequential versus end-to-end training from the same decomposition.
 
-For each format, the pretrained network is compressed once (decomposition initialisation) and two copies
+For each format, the pretrained network is compressed once (decomposition initialisation) and copies
 are trained with the same optimizer budget — Adam at ``budget.lr``, batch ``budget.batch_size``,
-``budget.conv_steps`` steps in total:
+``budget.conv_steps`` steps in total — by each of the ``methods``:
 
 - ``sequential``: the paper's data reconstruction, ``conv_steps / n_stages`` steps per stage (MSE to the
   teacher's stage outputs, batch norm frozen);
 - ``end-to-end``: all parameters with the budget's fine-tuning loss (cross-entropy on the labels, or
-  distillation from the teacher's logits when the budget distills; batch norm in training mode).
+  distillation from the teacher's logits when the budget distills; batch norm in training mode);
+- ``recipe``: the budget as a table cell runs it — its sequential stages, then its fine-tuning — whose
+  steps must add up to ``conv_steps`` (the ``long`` budget's 2,960 on ResNet-32's four stages), so that
+  it compares with ``end-to-end`` at equal steps.
 
 With a budget that has a data-fitted initialisation (``fit_samples``), both methods start from the fitted
 network.
@@ -42,7 +45,9 @@ from tnn.io import atomic_write_text
 from tnn.recipes import Budget, RecipeResult, RunData, compress_and_train, load_run_data
 from tnn.train import EvaluateEvery, TeacherCache, evaluate, sequential_phases
 
-METHODS: tuple[str, ...] = ("sequential", "end-to-end")
+METHODS: tuple[str, ...] = ("sequential", "end-to-end", "recipe")
+#: The methods run when none are named.
+DEFAULT_METHODS: tuple[str, ...] = ("sequential", "end-to-end")
 
 
 def steps_to_within(steps: Sequence[int], accuracy: Sequence[float], tol: float = 0.01) -> dict[str, Any]:
@@ -122,9 +127,26 @@ def method_budget(budget: Budget, method: str, n_stages: int) -> Budget:
     ``sequential``: split equally over the ``n_stages`` stages, no fine-tuning; ``end-to-end``: no
     sequential training, fine-tuning of all parameters at the sequential learning rate (batch norm in
     training mode) with the budget's loss (distilled from the pretrained network's logits when
-    ``budget.distill``, cross-entropy otherwise) and augmentation. Both start from the same compressed
-    network, after the budget's data-fitted initialisation when it has one.
+    ``budget.distill``, cross-entropy otherwise) and augmentation; ``recipe``: ``budget`` itself. All
+    start from the same compressed network, after the budget's data-fitted initialisation when it has one.
+
+    Raises
+    ------
+    ValueError
+        ``recipe`` with a budget whose stages and fine-tuning are not counted in steps, or do not add up
+        to ``conv_steps``.
     """
+    if method == "recipe":
+        if budget.steps_per_stage is None or budget.finetune_epochs:
+            raise ValueError(f"the recipe method needs a budget counted in steps; {budget.name} trains "
+                             "for epochs")
+        total = n_stages * budget.steps_per_stage + budget.finetune_steps
+        if total != budget.conv_steps:
+            raise ValueError(f"budget {budget.name}: its recipe trains {n_stages} stages x "
+                             f"{budget.steps_per_stage} steps + {budget.finetune_steps} fine-tuning steps = "
+                             f"{total}, but the other methods get conv_steps = {budget.conv_steps}; "
+                             f"pass --conv-steps {total} to compare at equal steps")
+        return budget
     if method == "sequential":
         return budget.replace(steps_per_stage=max(1, budget.conv_steps // n_stages), finetune_steps=0)
     return dataclasses.replace(budget, name=budget.name + "+", steps_per_stage=0, epochs_per_stage=None,
@@ -144,7 +166,7 @@ def run_convergence(
     data_dir: str | os.PathLike[str] | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
-    methods: Sequence[str] = METHODS,
+    methods: Sequence[str] = DEFAULT_METHODS,
     exclude: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
 ) -> list[dict[str, Any]]:
@@ -189,10 +211,10 @@ def run_convergence(
                         input_shape=input_shape(model, budget)).to(device)
         n_stages = len(sequential_phases(copy.deepcopy(init), teacher, data.train, steps=1, lr=budget.lr,
                                          device=device))
-        for method in todo:
-            run_budget = method_budget(budget, method, n_stages)
+        run_budgets = {m: method_budget(budget, m, n_stages) for m in todo}  # all checked before training
+        for method, run_budget in run_budgets.items():
             evaluate_every = EvaluateEvery(budget.conv_eval_every, accuracy)
-            log(f"[convergence] {fmt} {method}: {budget.conv_steps} steps")
+            log(f"[convergence] {fmt} {method}: {budget.conv_steps} steps ({run_budget.describe()})")
             result = compress_and_train(
                 teacher, train_only, fmt, rate, run_budget, model_name=model, student=copy.deepcopy(init),
                 cache=cache, callbacks=[evaluate_every], seed=seed, device=device,

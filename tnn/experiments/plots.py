@@ -169,3 +169,36 @@ def gap_vs_budget(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     fig.tight_layout()
     _save(fig, path)
     plt.close(fig)
+
+
+def seed_gaps(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
+    """Mean reshaped − baseline gap (points) against the target rate (log axis), one line per pair, with
+    the 95% interval over the seeds as error bars (none with one seed) and a zero line.
+
+    ``rows``: :func:`tnn.experiments.seed_spread.gap_rows` output.
+    """
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=90)
+    pairs = list(dict.fromkeys((r["baseline"], r["reshaped"]) for r in rows))
+    for i, (base, reshaped) in enumerate(pairs):
+        sel = sorted((r for r in rows if (r["baseline"], r["reshaped"]) == (base, reshaped)),
+                     key=lambda r: r["rate"])
+        # a small offset per pair keeps error bars at the same rate apart
+        xs = [r["rate"] * (1 + 0.04 * (i - (len(pairs) - 1) / 2)) for r in sel]
+        ys = [r["gap_mean"] for r in sel]
+        err = [[0.0 if r["ci_low"] is None else r["gap_mean"] - r["ci_low"] for r in sel],
+               [0.0 if r["ci_high"] is None else r["ci_high"] - r["gap_mean"] for r in sel]]
+        n = max(r["n_seeds"] for r in sel)
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=_style(base)["color"],
+                    label=f"{reshaped} − {base} ({n} seeds)")
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("target compression rate")
+    ax.set_ylabel("reshaped − baseline, test (points)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)

@@ -99,7 +99,8 @@ class Budget:
         Crop and shorter-side sizes for image-folder datasets (ImageNet: 224 / 256).
     conv_steps, conv_eval_every : int
         Convergence study: total optimisation steps of each method (sequential: split equally over the
-        stages) and steps between evaluations.
+        stages; the ``recipe`` method requires its own steps to add up to it) and steps between
+        evaluations.
     conv_eval_limit : int
         Convergence study: test images per evaluation point.
     curve_every, curve_limit : int
@@ -270,9 +271,11 @@ BUDGETS: dict[str, dict[str, Budget]] = {
     },
     "long": {
         "lenet5": Budget("long", **_LONG_LENET5),
+        # conv_steps: the recipe's 4 x 240 + 2,000 steps on ResNet-32's four stages (convergence study)
         "*": Budget("long", steps_per_stage=240, batch_size=128, lr=3e-3, val_size=5000, val_limit=1000,
                     cache_teacher=False, finetune_steps=2000, finetune_lr=3e-3, distill=True, augment=True,
-                    schedule="cosine", warmup=0.05, checkpoint_every=50, curve_every=200, curve_limit=1000),
+                    schedule="cosine", warmup=0.05, checkpoint_every=50, curve_every=200, curve_limit=1000,
+                    conv_steps=2960, conv_eval_every=100, conv_eval_limit=1000),
     },
     "long-fit": {
         "lenet5": Budget("long-fit", **_LONG_LENET5),
