@@ -128,6 +128,20 @@ def test_budget_checks_its_new_fields() -> None:
         Budget("x", steps_per_stage=1, finetune_steps=3, finetune_epochs=1.0)
     line = Budget("x", steps_per_stage=0, finetune_epochs=2.0, distill=True).describe()
     assert "fine-tuning 2 epochs" in line and "distilled" in line
+    with pytest.raises(ValueError, match="allocation must be one of"):
+        Budget("x", steps_per_stage=1, allocation="greedy")
+    assert "error allocation of the rate" in Budget("x", steps_per_stage=1, allocation="error").describe()
+    assert "allocation" not in Budget("x", steps_per_stage=1).describe()
+
+
+def test_recipe_compresses_with_the_budgets_allocation() -> None:
+    teacher = load_teacher("lenet5", None)
+    result = compress_and_train(teacher, _data(), "svd", 0.2, _budget(allocation="error", steps_per_stage=0,
+                                                                      finetune_steps=0))
+    report = result.student.tnn_report
+    assert report.allocation == "error"
+    selected = [r for r in report.layers if r.status == "compressed"]
+    assert sum(r.params_after for r in selected) <= 0.2 * sum(r.params_before for r in selected) + 1
 
 
 def test_data_fitted_initialisation_runs_once_and_is_reported(tmp_path) -> None:

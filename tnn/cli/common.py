@@ -113,6 +113,8 @@ BUDGET_FLAGS: dict[str, tuple[str, type, str]] = {
     "--checkpoint-every": ("checkpoint_every", int, "steps between checkpoints"),
     "--image-size": ("image_size", int, "crop size of image-folder datasets"),
     "--resize": ("resize", int, "shorter-side size of image-folder datasets"),
+    "--allocation": ("allocation", str, "how the rate is spread over the layers: uniform (each layer "
+                     "at the rate) | error (one budget, by reconstruction error)"),
     "--conv-steps": ("conv_steps", int, "convergence: total steps per method"),
     "--conv-eval-every": ("conv_eval_every", int, "convergence: steps between evaluations"),
     "--conv-eval-limit": ("conv_eval_limit", int, "convergence: test images per evaluation"),

@@ -7,6 +7,7 @@ import time
 
 from tnn.cli import common
 from tnn.compression import compress, compressed_metadata, save_model
+from tnn.compression.allocation import ALLOCATIONS
 from tnn.io import atomic_write_text
 from tnn.train import evaluate
 
@@ -20,10 +21,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "and OUT/report.txt. With --dataset, also measures test accuracy before and after.",
         "  tnn compress --model resnet32 --weights r32.th --format rtt --rate 0.1 --out runs/rtt\n"
         "  tnn compress --model resnet32 --weights r32.th --format cp --rate 0.05 --exclude conv1 --out cp\n"
-        "  tnn compress --model lenet5 --weights lenet5.pt --format tk --dataset digits --out runs/tk --json",
+        "  tnn compress --model lenet5 --weights lenet5.pt --format tk --dataset digits --out runs/tk \\\n"
+        "               --json\n"
+        "  tnn compress --model resnet32 --weights r32.th --format cp --rate 0.05 --exclude conv1 linear \\\n"
+        "               --allocation error --out runs/cp-alloc",
     )
     common.add_model(p, random_weights=True)
     common.add_compression(p, required=True)
+    p.add_argument("--allocation", choices=ALLOCATIONS, default="uniform",
+                   help="uniform: every layer keeps at most --rate of its parameters (the paper's rule); "
+                        "error: one budget of --rate for the compressed layers together, spread over them "
+                        "by reconstruction error (decomposes each layer at ~10 rates first)")
     common.add_data(p, required=False)
     p.add_argument("--limit", type=int, help="evaluate on the first N test images only")
     common.add_output(p, required=True, overwrite=True)
@@ -53,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         figures["accuracy_before"] = evaluate(model, data, limit=args.limit, device=device)["accuracy"]
     t0 = time.perf_counter()
     small = compress(model, format=args.format, rate=args.rate, include=args.include, exclude=args.exclude,
-                     input_shape=common.input_shape(args.model))
+                     input_shape=common.input_shape(args.model), allocation=args.allocation)
     figures["compress_s"] = round(time.perf_counter() - t0, 3)
     report = small.tnn_report
     if data is not None:

@@ -19,6 +19,7 @@ from torch import nn
 
 from tnn import nn as tnn_nn
 from tnn.algebra.cost import dense_conv_flops, dense_linear_flops
+from tnn.compression.allocation import ALLOCATIONS, MAX_RATIO, RATE_GRID, allocate_rates, error_curve
 from tnn.compression.report import COMPRESSED, DENSE, SKIPPED, CompressionReport, LayerReport
 from tnn.formats import check_format, check_rate
 from tnn.io import to_jsonable
@@ -186,6 +187,7 @@ def compress(
     plan: CompressionReport | Sequence[LayerReport | dict[str, Any]] | dict[str, Any] | None = None,
     input_shape: Sequence[int] | None = None,
     classifier_rank_floor: bool = True,
+    allocation: str = "uniform",
 ) -> nn.Module:
     """Map a (pretrained) CNN to a tensorial neural network at a target compression rate.
 
@@ -205,7 +207,8 @@ def compress(
     format : str
         One of :data:`tnn.FORMATS` (``"rcp"``, ``"rtt"``, ``"cp"``, ``"tk"``, ``"tt"``, ...).
     rate : float
-        Target compression rate per layer, in ``(0, 1]``.
+        Target compression rate, in ``(0, 1]``: of every layer (``allocation="uniform"``), or of the
+        compressed layers together (``allocation="error"``).
     include, exclude : list of str, optional
         Glob patterns (``fnmatch``) on module names, e.g. ``["layer*"]`` or ``["conv1", "linear"]``.
         A layer is compressed when it matches some ``include`` pattern (all layers if ``None``) and
@@ -225,6 +228,12 @@ def compress(
         Keep the model's last ``nn.Linear`` (the classifier of the models of :mod:`tnn.models`) dense
         when one of its ranks in ``format`` would be below its number of outputs (classes): the
         network collapses. Default ``True``; ignored with a ``plan``.
+    allocation : {"uniform", "error"}
+        ``"uniform"`` (default, the paper's rule): every layer keeps at most ``rate`` of its parameters.
+        ``"error"``: one budget of ``rate`` times the compressible layers' parameters, spread over the
+        layers to minimise their summed squared relative reconstruction error
+        (:mod:`tnn.compression.allocation`; each layer is decomposed at ~10 rates within a factor
+        :data:`~tnn.compression.allocation.MAX_RATIO` of ``rate`` first). Ignored with a ``plan``.
 
     Returns
     -------
@@ -256,6 +265,8 @@ def compress(
         init = "random" if rows_plan is not None else "decompose"
     if init not in _INITS:
         raise ValueError(f"init must be one of {list(_INITS)}, got {init!r}")
+    if allocation not in ALLOCATIONS:
+        raise ValueError(f"allocation must be one of {list(ALLOCATIONS)}, got {allocation!r}")
     if rows_plan is None:
         check_format(format)
         try:
@@ -283,7 +294,22 @@ def compress(
         format=format if rows_plan is None else _plan_format(rows_plan),
         rate=rate if rows_plan is None else None,
         model_params_before=n_params(model),
+        allocation=allocation if rows_plan is None else "plan",
     )
+
+    def build(name: str, dense: nn.Module, layer_rate: float, layer_init: str) -> nn.Module:
+        """The tensorial layer at ``layer_rate``; ValueError (the reason) when it must stay dense."""
+        layer = _tensorial_class(dense).from_dense(dense, format=format, rate=layer_rate, init=layer_init)
+        low = min(_rank_values(getattr(layer, "ranks", None)), default=0)
+        if name == classifier and isinstance(dense, nn.Linear) and low < dense.out_features:
+            raise ValueError(f"classifier: rank {low} at this rate would be below its {dense.out_features} "
+                             f"outputs")
+        return layer
+
+    selected = [(name, dense) for name, dense in candidates
+                if is_eligible(dense) and _selection_reason(name, include_p, exclude_p) is None]
+    rates = ({name: rate for name, _ in selected} if rows_plan is not None or allocation == "uniform"
+             else _allocated_rates(selected, rate, build))
     for name, dense in candidates:
         shape = tuple(dense.weight.shape)
         kind = type(dense).__name__ if is_unsupported(dense) else (
@@ -312,24 +338,19 @@ def compress(
                 dense, format=target.format, rank=target.ranks, init=init
             )
         else:
-            if include_p is not None and not _matches(name, include_p):
-                row.status, row.reason = SKIPPED, "not matched by include"
+            skipped = _selection_reason(name, include_p, exclude_p)
+            if skipped is not None:
+                row.status, row.reason = SKIPPED, skipped
                 report.layers.append(row)
                 continue
-            if exclude_p is not None and _matches(name, exclude_p):
-                row.status, row.reason = SKIPPED, "matched by exclude"
+            if name not in rates:
+                row.status, row.reason = DENSE, "no feasible rank at any rate the allocation tried"
                 report.layers.append(row)
                 continue
             try:
-                layer = _tensorial_class(dense).from_dense(dense, format=format, rate=rate, init=init)
+                layer = build(name, dense, rates[name], init)
             except ValueError as exc:
                 row.status, row.reason = DENSE, str(exc).splitlines()[0] if str(exc) else "budget infeasible"
-                report.layers.append(row)
-                continue
-            low = min(_rank_values(getattr(layer, "ranks", None)), default=0)
-            if name == classifier and isinstance(dense, nn.Linear) and low < dense.out_features:
-                row.status, row.reason = DENSE, (
-                    f"classifier: rank {low} at this rate would be below its {dense.out_features} outputs")
                 report.layers.append(row)
                 continue
         layer.train(dense.training)
@@ -344,6 +365,35 @@ def compress(
     report.model_params_after = n_params(new)
     new.tnn_report = report  # type: ignore[assignment]
     return new
+
+
+def _selection_reason(name: str, include: list[str] | None, exclude: list[str] | None) -> str | None:
+    """Why ``include`` / ``exclude`` leave layer ``name`` out, or ``None`` when it is selected."""
+    if include is not None and not _matches(name, include):
+        return "not matched by include"
+    if exclude is not None and _matches(name, exclude):
+        return "matched by exclude"
+    return None
+
+
+def _allocated_rates(
+    selected: Sequence[tuple[str, nn.Module]], rate: float, build: Any
+) -> dict[str, float]:
+    """Per-layer rates of the ``"error"`` allocation (:mod:`tnn.compression.allocation`): at most ``rate``
+    of the parameters of the layers that have a feasible rank at some tried rate, in all."""
+
+    def attempt(name: str, dense: nn.Module) -> Any:
+        def at(layer_rate: float) -> nn.Module | None:
+            try:
+                return build(name, dense, layer_rate, "decompose")
+            except ValueError:
+                return None
+        return at
+
+    grid = sorted({r for r in RATE_GRID if rate / MAX_RATIO <= r <= rate * MAX_RATIO} | {rate})
+    curves = {name: error_curve(attempt(name, dense), dense.weight, grid) for name, dense in selected}
+    budget = int(rate * sum(n_params(dense) for name, dense in selected if curves[name]))
+    return {name: point.rate for name, point in allocate_rates(curves, budget).items()}
 
 
 def _normalise_plan(plan: Any) -> dict[str, LayerReport]:

@@ -93,6 +93,9 @@ class CompressionReport:
         One row per ``Conv2d`` / ``Linear`` module, in ``named_modules`` order.
     model_params_before, model_params_after : int
         Parameters of the whole model (including batch norm, biases, dense layers).
+    allocation : str
+        How the rate was spread over the layers: ``"uniform"``, ``"error"`` (one budget, see
+        :mod:`tnn.compression.allocation`) or ``"plan"`` (rebuilt from a plan).
     """
 
     format: str
@@ -100,6 +103,7 @@ class CompressionReport:
     layers: list[LayerReport] = field(default_factory=list)
     model_params_before: int = 0
     model_params_after: int = 0
+    allocation: str = "uniform"
 
     @property
     def compressed(self) -> list[LayerReport]:
@@ -151,6 +155,7 @@ class CompressionReport:
         return {
             "format": self.format,
             "rate": self.rate,
+            "allocation": self.allocation,
             "layers": self.plan(),
             "params_before": self.params_before,
             "params_after": self.params_after,
@@ -175,6 +180,7 @@ class CompressionReport:
             layers=[LayerReport.from_dict(row) for row in data["layers"]],
             model_params_before=int(data.get("model_params_before", 0)),
             model_params_after=int(data.get("model_params_after", 0)),
+            allocation=str(data.get("allocation", "uniform")),
         )
 
     def table(self) -> str:

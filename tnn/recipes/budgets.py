@@ -40,6 +40,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from tnn.compression.allocation import ALLOCATIONS
 from tnn.train.schedules import schedule
 
 
@@ -103,6 +104,10 @@ class Budget:
         evaluations.
     conv_eval_limit : int
         Convergence study: test images per evaluation point.
+    allocation : str
+        How the rate is spread over the layers (:func:`tnn.compress`'s ``allocation``): ``"uniform"``
+        (every layer at the rate, the paper's rule and every table's default) or ``"error"`` (one
+        budget for the compressed layers together, spread by reconstruction error).
     curve_every, curve_limit : int
         Table cells: test accuracy on the first ``curve_limit`` test images every ``curve_every``
         training steps (0: no curve), for the accuracy-against-time plot; evaluation time is not
@@ -141,6 +146,7 @@ class Budget:
     conv_eval_limit: int = 1000
     curve_every: int = 0
     curve_limit: int = 1000
+    allocation: str = "uniform"
 
     def __post_init__(self) -> None:
         if (self.steps_per_stage is None) == (self.epochs_per_stage is None):
@@ -174,6 +180,9 @@ class Budget:
             raise ValueError(f"budget {self.name!r}: fit_ridge must be a non-negative number, got {ridge!r}")
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"budget {self.name!r}: alpha must be in [0, 1], got {self.alpha!r}")
+        if self.allocation not in ALLOCATIONS:
+            raise ValueError(f"budget {self.name!r}: allocation must be one of {list(ALLOCATIONS)}, got "
+                             f"{self.allocation!r}")
         try:
             schedule(self.schedule, 1, self.warmup)
         except ValueError as exc:
@@ -222,7 +231,9 @@ class Budget:
         ridge = f", ridge {self.fit_ridge:g}" if self.fit_ridge else ""
         fit = (f"data-fitted initialisation on {self.fit_samples} images ({self.fit_steps} Adam steps per "
                f"layer, {self.fit_lr:g}{ridge}); " if self.fit_samples else "")
-        return (f"{self.name}: {fit}sequential {stage} per stage, batch {self.batch_size}, Adam {self.lr:g}, "
+        alloc = "" if self.allocation == "uniform" else f"{self.allocation} allocation of the rate; "
+        return (f"{self.name}: {alloc}{fit}sequential {stage} per stage, batch {self.batch_size}, "
+                f"Adam {self.lr:g}, "
                 f"{subset} ({self.val_size} held out for validation), teacher outputs "
                 f"{'cached' if self.cache_teacher else 'recomputed'}{ft}; {test}")
 

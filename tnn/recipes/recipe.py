@@ -196,7 +196,7 @@ def compress_and_train(
         torch.manual_seed(seed)
         t0 = time.perf_counter()
         student = compress(teacher, format=format, rate=rate, include=include, exclude=exclude,
-                           input_shape=input_shape)
+                           input_shape=input_shape, allocation=budget.allocation)
         figures["wall_compress_s"] = round(time.perf_counter() - t0, 2)
         evaluate_at(student, "init")
         say(f"compressed in {format} at rate {rate:g}: achieved {student.tnn_report.achieved_rate:.4f}"
