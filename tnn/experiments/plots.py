@@ -190,7 +190,7 @@ def seed_gaps(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], titl
                [0.0 if r["ci_high"] is None else r["ci_high"] - r["gap_mean"] for r in sel]]
         n = max(r["n_seeds"] for r in sel)
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=_style(base)["color"],
-                    label=f"{reshaped} − {base} ({n} seeds)")
+                    label=f"{reshaped} − {base} ({n} seed{'s' if n > 1 else ''})")
     ax.axhline(0.0, color="k", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("target compression rate")
