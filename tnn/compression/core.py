@@ -306,10 +306,11 @@ def compress(
                              f"outputs")
         return layer
 
-    selected = [(name, dense) for name, dense in candidates
-                if is_eligible(dense) and _selection_reason(name, include_p, exclude_p) is None]
-    rates = ({name: rate for name, _ in selected} if rows_plan is not None or allocation == "uniform"
-             else _allocated_rates(selected, rate, build))
+    allocated: dict[str, float] | None = None  # per-layer rates of the "error" allocation
+    if rows_plan is None and allocation == "error":
+        selected = [(name, dense) for name, dense in candidates
+                    if is_eligible(dense) and _selection_reason(name, include_p, exclude_p) is None]
+        allocated = _allocated_rates(selected, rate, build)
     for name, dense in candidates:
         shape = tuple(dense.weight.shape)
         kind = type(dense).__name__ if is_unsupported(dense) else (
@@ -343,12 +344,12 @@ def compress(
                 row.status, row.reason = SKIPPED, skipped
                 report.layers.append(row)
                 continue
-            if name not in rates:
+            if allocated is not None and name not in allocated:
                 row.status, row.reason = DENSE, "no feasible rank at any rate the allocation tried"
                 report.layers.append(row)
                 continue
             try:
-                layer = build(name, dense, rates[name], init)
+                layer = build(name, dense, rate if allocated is None else allocated[name], init)
             except ValueError as exc:
                 row.status, row.reason = DENSE, str(exc).splitlines()[0] if str(exc) else "budget infeasible"
                 report.layers.append(row)

@@ -16,8 +16,6 @@ writes ``OUT/gap.csv``, ``OUT/gap.md`` and ``OUT/gap_vs_budget.png``.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 from collections.abc import Sequence
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tnn.experiments import plots
-from tnn.experiments.tables import finished_cells, read_csv
+from tnn.experiments.tables import csv_text, finished_cells, read_csv
 from tnn.formats import FORMATS
 from tnn.io import atomic_write_text
 
@@ -124,19 +122,11 @@ def gap_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _csv(rows: Sequence[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(GAP_FIELDS), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def write_gap_outputs(out: str | os.PathLike[str], rows: Sequence[dict[str, Any]], title: str = "") -> None:
     """``gap.csv``, ``gap.md`` and (with matplotlib) ``gap_vs_budget.png`` in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "gap.csv", _csv(rows))
+    atomic_write_text(out / "gap.csv", csv_text(rows, GAP_FIELDS))
     atomic_write_text(out / "gap.md", (f"### {title}\n\n" if title else "") + gap_markdown(rows))
     if plots.available():
         plots.gap_vs_budget(rows, out / "gap_vs_budget.png", title=title)

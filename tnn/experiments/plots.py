@@ -39,6 +39,17 @@ def _save(fig: Any, path: str | os.PathLike[str]) -> None:
     atomic_write(path, lambda f: fig.savefig(f, format="png"))
 
 
+def _finish(fig: Any, ax: Any, path: str | os.PathLike[str], title: str, **legend: Any) -> None:
+    """Title, grid and legend (``legend``: its options) of a one-axis plot, then save and close it."""
+    if title:
+        ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(**legend)
+    fig.tight_layout()
+    _save(fig, path)
+    _pyplot().close(fig)
+
+
 #: Line colour of each low-rank format; its reshaped format is drawn dashed in the same colour.
 _COLOURS = {"svd": "C4", "cp": "C0", "tk": "C1", "tt": "C2", "tr": "C3"}
 
@@ -73,13 +84,7 @@ def accuracy_vs_rate(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str
     ax.set_xscale("log")
     ax.set_xlabel("target compression rate (fraction of each layer's parameters kept)")
     ax.set_ylabel("test accuracy (%)")
-    if title:
-        ax.set_title(title)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    _finish(fig, ax, path, title, fontsize=7, ncol=2)
 
 
 def convergence(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
@@ -128,13 +133,7 @@ def accuracy_vs_time(curves: Sequence[dict[str, Any]], path: str | os.PathLike[s
     ax.set_xlabel("wall-clock seconds of the cell")
     n = curves[0].get("test_images") if curves else None
     ax.set_ylabel(f"test accuracy (%){f', first {n} test images' if n else ''}")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    _finish(fig, ax, path, title, fontsize=7)
 
 
 def gap_vs_budget(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
@@ -195,10 +194,4 @@ def seed_gaps(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], titl
     ax.set_xscale("log")
     ax.set_xlabel("target compression rate")
     ax.set_ylabel("reshaped − baseline, test (points)")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    _save(fig, path)
-    plt.close(fig)
+    _finish(fig, ax, path, title, fontsize=8)

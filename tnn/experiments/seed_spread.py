@@ -21,8 +21,6 @@ writes ``OUT/spread.csv`` (per format and rate), ``OUT/gaps.csv`` (per pair and 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import math
 import os
@@ -33,7 +31,7 @@ from typing import Any
 
 from tnn.experiments import plots
 from tnn.experiments.budget_gap import parse_pair
-from tnn.experiments.tables import finished_cells, read_csv
+from tnn.experiments.tables import csv_text, finished_cells, read_csv
 from tnn.formats import FORMATS
 from tnn.io import atomic_write_text
 
@@ -185,22 +183,13 @@ def seeds_markdown(spread: Sequence[dict[str, Any]], gaps: Sequence[dict[str, An
     return "\n".join(lines) + "\n"
 
 
-def _csv(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(fields), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in fields})
-    return buf.getvalue()
-
-
 def write_seed_outputs(out: str | os.PathLike[str], spread: Sequence[dict[str, Any]],
                        gaps: Sequence[dict[str, Any]], title: str = "") -> None:
     """``spread.csv``, ``gaps.csv``, ``seeds.md`` and (with matplotlib) ``gaps.png`` in ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "spread.csv", _csv(spread, SPREAD_FIELDS))
-    atomic_write_text(out / "gaps.csv", _csv(gaps, GAP_FIELDS))
+    atomic_write_text(out / "spread.csv", csv_text(spread, SPREAD_FIELDS))
+    atomic_write_text(out / "gaps.csv", csv_text(gaps, GAP_FIELDS))
     atomic_write_text(out / "seeds.md", (f"### {title}\n\n" if title else "") + seeds_markdown(spread, gaps))
     if gaps and plots.available():
         plots.seed_gaps(gaps, out / "gaps.png", title=title)

@@ -27,14 +27,19 @@ CSV_FIELDS: tuple[str, ...] = (
 )
 
 
+def csv_text(rows: Sequence[dict[str, Any]], fields: Sequence[str]) -> str:
+    """``rows`` as CSV text with the columns ``fields`` (missing and ``None`` values empty, other keys
+    ignored)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(fields), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
 def write_csv(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]]) -> None:
     """Write ``rows`` with the columns :data:`CSV_FIELDS` (atomically)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(CSV_FIELDS), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, csv_text(rows, CSV_FIELDS))
 
 
 def _number(value: str) -> Any:
