@@ -29,14 +29,14 @@ __all__ = ["Modes", "CPFormat", "TuckerFormat", "ChainFormat"]
 TR_ALS_SWEEPS = 10
 #: Ridge weight of those sweeps (relative to the Gram diagonal). Plain ALS drives the ring's cores to large,
 #: cancelling values (product of core norms ~200x the kernel norm for ``rtr`` on ResNet-32) that Adam then
-#: cannot train; the ridge keeps them at the kernel's scale for the same error (docs/results.md).
+#: cannot train; the ridge keeps them at the kernel's scale for the same error (docs/results-history.md).
 TR_ALS_RIDGE = 0.1
 #: ALS sweeps of the CP decompositions (``cp``, ``rcp``)
 CP_ALS_SWEEPS = 100
 #: Ridge weight of those sweeps (relative to the Gram diagonal, scaled by the current relative error so
 #: that exact low-rank kernels are still recovered exactly). With many components plain CP-ALS gives large,
 #: cancelling components; on ResNet-32 at rate 0.4 the ``cp`` layers then start almost exact (95% validation
-#: accuracy) and Adam wrecks them (53%); with a ridge they train to ~99% (docs/results.md).
+#: accuracy) and Adam wrecks them (53%); with a ridge they train to ~99% (docs/results-history.md).
 CP_ALS_RIDGE = 0.02
 
 
