@@ -54,9 +54,14 @@ def _finish(fig: Any, ax: Any, path: str | os.PathLike[str], title: str, **legen
 _COLOURS = {"svd": "C4", "cp": "C0", "tk": "C1", "tt": "C2", "tr": "C3"}
 
 
+def _family(fmt: str) -> str:
+    """The low-rank format a format belongs with: ``rcp`` -> ``cp``; a low-rank format is its own."""
+    return fmt[1:] if fmt.startswith("r") and fmt[1:] in _COLOURS else fmt
+
+
 def _style(fmt: str) -> dict[str, Any]:
     """Colour and line style of a format's line."""
-    base = fmt[1:] if fmt.startswith("r") and fmt[1:] in _COLOURS else fmt
+    base = _family(fmt)
     return {"color": _COLOURS.get(base), "linestyle": "--" if base != fmt else "-"}
 
 
@@ -119,21 +124,53 @@ def convergence(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     plt.close(fig)
 
 
+def panel_positions(formats: Sequence[str]) -> dict[str, tuple[int, int]]:
+    """``(row, column)`` of each format's panel: one column per family in :data:`tnn.formats.FORMATS`
+    order (unknown formats last), the low-rank format in row 0 and its reshaped format in row 1."""
+    present = list(dict.fromkeys(formats))
+    ordered = [f for f in FORMATS if f in present] + [f for f in present if f not in FORMATS]
+    families = list(dict.fromkeys(_family(f) for f in ordered))
+    return {f: (int(_family(f) != f), families.index(_family(f))) for f in ordered}
+
+
 def accuracy_vs_time(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
-    """Test accuracy (%) against wall-clock seconds of a cell (compression and fitting included), one line
-    per cell; reshaped formats dashed in the colour of their baseline.
+    """One panel per format: test accuracy (%) against the wall-clock seconds of the cell (compression and
+    fitting included), one line per rate (the same colour for a rate in every panel).
+
+    Columns are format families (``cp`` above ``rcp``, ``tt`` above ``rtt``, ...); the axes are shared, so
+    the panels compare formats within one time budget.
 
     ``curves``: dicts with ``format``, ``rate``, ``wall_s``, ``accuracy`` (fractions), ``test_images``.
     """
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
-    for c in curves:
-        ax.plot(c["wall_s"], [100 * a for a in c["accuracy"]], marker=".", ms=3,
-                label=f"{c['format']} @ {c['rate']:g}", **_style(c["format"]))
-    ax.set_xlabel("wall-clock seconds of the cell")
+    where = panel_positions([c["format"] for c in curves])
+    nrow = 1 + max((r for r, _ in where.values()), default=0)
+    ncol = 1 + max((k for _, k in where.values()), default=0)
+    rates = sorted({float(c["rate"]) for c in curves}, reverse=True)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, 2.6 * nrow + 0.6), dpi=90, sharex=True,
+                             sharey=True, squeeze=False)
+    for ax in axes.flat:
+        ax.set_visible(False)
+    for fmt, (row, col) in where.items():
+        ax = axes[row, col]
+        ax.set_visible(True)
+        for c in sorted((c for c in curves if c["format"] == fmt), key=lambda c: -float(c["rate"])):
+            ax.plot(c["wall_s"], [100 * a for a in c["accuracy"]], marker=".", ms=3,
+                    color=f"C{rates.index(float(c['rate']))}", label=f"rate {float(c['rate']):g}")
+        ax.set_title(fmt, fontsize=9)
+        ax.grid(True, alpha=0.3)
+        # hidden panels below or to the left must not take the tick labels with them
+        ax.xaxis.set_tick_params(labelbottom=True)
+        ax.yaxis.set_tick_params(labelleft=True)
+        ax.legend(fontsize=7, loc="lower right")
     n = curves[0].get("test_images") if curves else None
-    ax.set_ylabel(f"test accuracy (%){f', first {n} test images' if n else ''}")
-    _finish(fig, ax, path, title, fontsize=7)
+    fig.supxlabel("wall-clock seconds of the cell", fontsize=9)
+    fig.supylabel(f"test accuracy (%){f', first {n} test images' if n else ''}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
 
 
 def gap_vs_budget(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
