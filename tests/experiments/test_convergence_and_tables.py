@@ -11,9 +11,11 @@ from tnn.experiments import parameter_epochs, run_convergence, run_experiment, s
 from tnn.experiments.convergence import method_budget
 from tnn.experiments.tables import (
     comparison_table,
+    dense_names,
     detail_table,
     markdown,
     read_csv,
+    same_layers,
     summary_table,
     write_csv,
 )
@@ -84,6 +86,23 @@ def _rows() -> list[dict]:
          "acc_seq_test": 0.9, "acc_ft_test": 0.91, "acc_final_test": 0.91, "steps_seq": 40, "steps_ft": 10,
          "wall_s": 3},
     ]
+
+
+def test_dense_names_and_same_layers() -> None:
+    a = {"layers_compressed": 29, "dense_layers": "layer1.0.conv1 (no rank fits); fc (rank 0)"}
+    b = {"layers_compressed": 29, "dense_layers": "fc (rank 0); layer1.0.conv1 (no rank fits)"}
+    c = {"layers_compressed": 29, "dense_layers": "layer1.0.conv2 (no rank fits); fc (rank 0)"}
+    assert dense_names(a) == ["layer1.0.conv1", "fc"] and dense_names({"dense_layers": ""}) == []
+    assert dense_names({}) is None
+    assert same_layers(a, b) and not same_layers(a, c)
+    assert same_layers({"layers_compressed": 29}, c) and not same_layers({"layers_compressed": 30}, c)
+
+
+def test_markdown_lists_the_layers_kept_dense() -> None:
+    rows = _rows()
+    rows[1]["dense_layers"] = "conv2 (rank 1 keeps 0.03 > 0.01)"
+    assert "- rtt @ 0.1: conv2 (rank 1 keeps 0.03 > 0.01)" in markdown(rows)
+    assert "Kept dense" not in markdown(_rows())
 
 
 def test_summary_table_layout() -> None:

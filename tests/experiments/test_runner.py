@@ -268,6 +268,23 @@ def test_cli_experiment_runs_and_reruns(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(argv + ["--epochs-per-stage", "1"]) == 2
 
 
+def test_cli_experiment_records_the_layers_kept_dense_and_why(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """svd cannot meet rate 0.01 for LeNet-5's conv2 (a rank-1 factorisation already keeps more): the row
+    names the layer and the reason, and results.md lists it."""
+    from tnn.cli.main import main
+
+    argv = ["experiment", "--model", "lenet5", "--dataset", "synthetic", "--formats", "svd",
+            "--rates", "0.01", "--budget", "smoke", "--steps-per-stage", "1", "--finetune-steps", "1",
+            "--subset", "16",
+            "--val-size", "16", "--eval-limit", "16", "--batch-size", "8", "--quiet", "--json",
+            "--exclude", "conv1", "fc2", "--out", str(tmp_path / "t")]
+    assert main(argv) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"][1]
+    assert row["layers_dense"] == 1 and row["dense_layers"].startswith("conv2 (")
+    assert "svd @ 0.01: conv2 (" in (tmp_path / "t" / "results.md").read_text()
+
+
 def test_budget_fields_match_cli_overrides() -> None:
     import dataclasses
 

@@ -188,7 +188,9 @@ def run_cell(cell_dir: Path, model: str, dataset: str, fmt: str, rate: float, te
         "status": "ok", "achieved_rate": report.achieved_rate, "model_rate": report.model_rate,
         "params_before": report.params_before, "params_after": report.params_after,
         "model_params": report.model_params_after, "layers_compressed": len(report.compressed),
-        "layers_dense": len(report.dense), "acc_ft_val": None, "acc_ft_test": None, **fig,
+        "layers_dense": len(report.dense),
+        "dense_layers": "; ".join(f"{r.name} ({r.reason})" for r in report.dense),
+        "acc_ft_val": None, "acc_ft_test": None, **fig,
     }
     row.update(wall_s=round(time.perf_counter() - t_cell, 2), resumed=resumed, seed=seed, **data.sizes())
     _write_json(cell_dir / "result.json", row)

@@ -31,7 +31,7 @@ from typing import Any
 
 from tnn.experiments import plots
 from tnn.experiments.budget_gap import parse_pair
-from tnn.experiments.tables import csv_text, finished_cells, read_csv
+from tnn.experiments.tables import csv_text, finished_cells, read_csv, same_layers
 from tnn.formats import FORMATS
 from tnn.io import atomic_write_text
 
@@ -113,8 +113,8 @@ def gap_rows(runs: Sequence[tuple[int, Sequence[dict[str, Any]]]], pairs: Sequen
     list of dict
         Keys :data:`GAP_FIELDS`. ``gap_mean`` ± ``gap_std`` over the per-seed gaps; ``ci_low`` /
         ``ci_high`` the 95% interval of the mean gap (``None`` with one seed); ``exceeds_noise`` whether
-        it excludes zero; ``note`` says when the two formats kept a different number of layers dense
-        at some seed (then they do not compress the same layers and the gap compares unlike networks).
+        it excludes zero; ``note`` says when the two formats kept different layers dense at some seed
+        (:func:`tnn.experiments.tables.same_layers`; then the gap compares unlike networks).
         Sorted by pair (in the order given), then rate.
     """
     out = []
@@ -126,7 +126,7 @@ def gap_rows(runs: Sequence[tuple[int, Sequence[dict[str, Any]]]], pairs: Sequen
                 b = cells.get((reshaped, rate))
                 if fmt != base or b is None or a.get(metric) is None or b.get(metric) is None:
                     continue
-                same = a.get("layers_compressed") == b.get("layers_compressed")
+                same = same_layers(a, b)
                 per_rate.setdefault(rate, []).append(
                     (seed, 100 * float(a[metric]), 100 * float(b[metric]), same))
         for rate in sorted(per_rate):

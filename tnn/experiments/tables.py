@@ -18,7 +18,7 @@ from tnn.io import atomic_write_text
 #: Columns of ``results.csv``, in order (a row may leave any of them empty).
 CSV_FIELDS: tuple[str, ...] = (
     "model", "dataset", "budget", "format", "rate", "status", "achieved_rate", "model_rate",
-    "params_before", "params_after", "model_params", "layers_compressed", "layers_dense",
+    "params_before", "params_after", "model_params", "layers_compressed", "layers_dense", "dense_layers",
     "acc_init_val", "acc_init_test", "acc_fit_val", "acc_fit_test", "acc_seq_val", "acc_seq_test",
     "acc_ft_val", "acc_ft_test", "acc_final_val", "acc_final_test", "steps_seq", "steps_ft", "stages",
     "final_stage_loss",
@@ -134,6 +134,32 @@ def detail_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dense_names(row: dict[str, Any]) -> list[str] | None:
+    """The names of the layers a cell kept dense, from its ``dense_layers`` field (``"name (reason); ..."``);
+    ``None`` when the row does not record them (cells written before the field existed)."""
+    text = row.get("dense_layers")
+    if text is None:
+        return None
+    return [item.split(" (", 1)[0].strip() for item in str(text).split("; ") if item.strip()]
+
+
+def same_layers(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two cells compress the same layers: the same dense layers by name where both rows record
+    them, else the same number of compressed layers."""
+    names_a, names_b = dense_names(a), dense_names(b)
+    if names_a is not None and names_b is not None:
+        return sorted(names_a) == sorted(names_b) and a.get("layers_compressed") == b.get("layers_compressed")
+    return a.get("layers_compressed") == b.get("layers_compressed")
+
+
+def dense_notes(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown list of the cells that kept layers dense, each with the layers and the reasons; empty
+    when every cell compressed every eligible layer."""
+    lines = [f"- {r['format']} @ {float(r['rate']):g}: {r['dense_layers']}" for r in rows
+             if r.get("format") != "baseline" and r.get("status") == "ok" and r.get("dense_layers")]
+    return ("Kept dense (the budget cannot be met there):\n\n" + "\n".join(lines) + "\n") if lines else ""
+
+
 def finished_cells(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, float], dict[str, Any]]:
     """The finished (``status == "ok"``) cells of a table by ``(format, rate)``; the baseline left out."""
     return {(r["format"], float(r["rate"])): r for r in rows
@@ -172,4 +198,7 @@ def markdown(rows: Sequence[dict[str, Any]], title: str = "", budget_line: str =
     if budget_line:
         parts.append(f"Budget: {budget_line}\n")
     parts += [summary_table(rows), detail_table(rows)]
+    notes = dense_notes(rows)
+    if notes:
+        parts.append(notes)
     return "\n".join(parts)

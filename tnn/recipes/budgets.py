@@ -14,8 +14,8 @@ modified copy (recorded in ``results.csv`` so a table always states what it ran)
   hour. ResNet-32: sequential training from the decomposition (240 steps of batch 64 per stage on the
   first 15,360 training images, teacher outputs cached), then 500 distillation steps of batch 64 on
   augmented images (cosine learning rates); no data-fitted initialisation, which on validation images
-  made both later phases slower (docs/results-history.md, "Choosing the `cpu` budget"). LeNet-5: the data-fitted
-  initialisation, 60 sequential steps per stage, then 300 distillation steps.
+  made both later phases slower (docs/results-history.md, "Choosing the `cpu` budget"). LeNet-5: the
+  data-fitted initialisation, 60 sequential steps per stage, then 300 distillation steps.
 - ``cpu-seq`` — the previous ``cpu`` budget, kept so that the earlier tables reproduce: sequential
   training only (ResNet-32: 240 steps of batch 64 per stage, i.e. one pass over a 15,360-image training
   subset per stage), LeNet-5 with 60 cross-entropy fine-tuning steps. With so few steps the paper's
