@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from tnn.experiments import parameter_epochs, run_convergence, run_experiment, steps_to_within
 from tnn.experiments.convergence import method_budget
@@ -174,6 +175,58 @@ def test_convergence_study_runs_both_methods_and_resumes(tmp_path: Path) -> None
     assert lines == ["[convergence] tt: finished, skipped"]
     with pytest.raises(ValueError, match="unknown method"):
         run_convergence("lenet5", "synthetic", ["tt"], 0.2, budget, tmp_path, methods=["sgd"])
+
+
+def test_interrupted_convergence_curve_resumes_to_the_same_curve(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A curve cut mid-run continues from its checkpoint: the same evaluation points and accuracies as an
+    uncut run, the claim released and the checkpoint folder removed once the curve is written."""
+    import tnn.experiments.convergence as convergence
+    from tnn.train import EvaluateEvery
+
+    budget = get_budget("smoke", "lenet5", conv_steps=6, conv_eval_every=2, conv_eval_limit=16,
+                        train_subset=16, val_size=16, batch_size=8, checkpoint_every=1)
+    args = ("lenet5", "synthetic", ["tt"], 0.2, budget)
+    torch.manual_seed(0)  # the same randomly initialised teacher (no weights file) in every call
+    run_convergence(*args, tmp_path / "whole", methods=["end-to-end"], log=lambda line: None)
+
+    class CutAtStep3(EvaluateEvery):
+        def on_step_end(self, event):  # type: ignore[no-untyped-def]
+            super().on_step_end(event)
+            if event.global_step == 3:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(convergence, "EvaluateEvery", CutAtStep3)
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt):
+        run_convergence(*args, tmp_path / "cut", methods=["end-to-end"], log=lambda line: None)
+    work = tmp_path / "cut" / "curves" / "tt-end-to-end"
+    assert (work / "checkpoint-finetune.pt").exists() and not (work / "claim.json").exists()
+    monkeypatch.setattr(convergence, "EvaluateEvery", EvaluateEvery)
+    lines: list[str] = []
+    torch.manual_seed(0)
+    run_convergence(*args, tmp_path / "cut", methods=["end-to-end"], log=lines.append)
+    assert any("resumed from its checkpoint" in line for line in lines)
+    whole, cut = (json.loads((tmp_path / d / "curves" / "tt-end-to-end.json").read_text())
+                  for d in ("whole", "cut"))
+    assert cut["steps"] == whole["steps"] == [0, 2, 4, 6]
+    assert cut["accuracy"] == whole["accuracy"] and cut["losses"] == whole["losses"]
+    assert cut["resumed"] is True and whole["resumed"] is False and not work.exists()
+
+
+def test_convergence_curve_held_by_another_process_is_skipped(tmp_path: Path) -> None:
+    from tnn.io import claim
+
+    budget = get_budget("smoke", "lenet5", conv_steps=4, conv_eval_every=2, conv_eval_limit=16,
+                        train_subset=16, val_size=16, batch_size=8)
+    work = tmp_path / "curves" / "tt-sequential"
+    assert claim(work / "claim.json")
+    (work / "claim.json").write_text(json.dumps({"pid": 1, "host": __import__("socket").gethostname()}))
+    lines: list[str] = []
+    run_convergence("lenet5", "synthetic", ["tt"], 0.2, budget, tmp_path, log=lines.append)
+    assert any("tt sequential: running in another process (pid 1" in line for line in lines)
+    assert (tmp_path / "curves" / "tt-end-to-end.json").exists()
+    assert not (tmp_path / "curves" / "tt-sequential.json").exists()
 
 
 @pytest.mark.slow

@@ -19,6 +19,11 @@ Every ``conv_eval_every`` steps (and at step 0) the test accuracy on the first `
 images is recorded with the training wall time so far (evaluation time excluded). Outputs in ``out``:
 ``curves/<format>-<method>.json`` (one per finished curve; a finished curve is never recomputed),
 ``convergence.csv``, ``convergence.md`` and ``convergence.png``.
+
+A curve in progress keeps its checkpoints (and its evaluation points so far) in the folder
+``curves/<format>-<method>/``: an interrupted study resumes each curve from its last checkpoint when the
+same command runs again. Several processes may run the same command on one ``out`` (one per core): each
+curve is claimed by the first process to reach it (:func:`tnn.io.claim`) and skipped by the others.
 """
 
 from __future__ import annotations
@@ -39,10 +44,18 @@ from torch import nn
 
 from tnn.compression import compress
 from tnn.experiments import plots
-from tnn.experiments.runner import _check_config, _check_lists, input_shape, load_teacher
+from tnn.experiments.runner import CLAIM, _check_config, _check_lists, input_shape, load_teacher
 from tnn.formats import FORMATS
-from tnn.io import atomic_write_text
-from tnn.recipes import Budget, RecipeResult, RunData, compress_and_train, load_run_data
+from tnn.io import atomic_write_text, claim, claim_holder, release
+from tnn.recipes import (
+    CHECKPOINT_FINETUNE,
+    CHECKPOINT_SEQUENTIAL,
+    Budget,
+    RecipeResult,
+    RunData,
+    compress_and_train,
+    load_run_data,
+)
 from tnn.train import EvaluateEvery, TeacherCache, evaluate, sequential_phases
 
 METHODS: tuple[str, ...] = ("sequential", "end-to-end", "recipe")
@@ -213,18 +226,35 @@ def run_convergence(
                                          device=device))
         run_budgets = {m: method_budget(budget, m, n_stages) for m in todo}  # all checked before training
         for method, run_budget in run_budgets.items():
-            evaluate_every = EvaluateEvery(budget.conv_eval_every, accuracy)
-            log(f"[convergence] {fmt} {method}: {budget.conv_steps} steps ({run_budget.describe()})")
-            result = compress_and_train(
-                teacher, train_only, fmt, rate, run_budget, model_name=model, student=copy.deepcopy(init),
-                cache=cache, callbacks=[evaluate_every], seed=seed, device=device,
-                log=lambda line, _label=f"{fmt} {method}": log(f"  {_label}: {line}"),
-            )
-            curve = _curve(result, run_budget.batch_size, len(data.train))
-            curve.update(format=fmt, method=method, rate=rate,
-                         achieved_rate=init.tnn_report.achieved_rate, budget=budget.name,
-                         eval_limit=budget.conv_eval_limit, n_train=len(data.train))
-            atomic_write_text(out / "curves" / f"{fmt}-{method}.json", json.dumps(curve) + "\n")
+            done, work = out / "curves" / f"{fmt}-{method}.json", out / "curves" / f"{fmt}-{method}"
+            if not claim(work / CLAIM):
+                holder = claim_holder(work / CLAIM) or {}
+                log(f"[convergence] {fmt} {method}: running in another process (pid {holder.get('pid')} on "
+                    f"{holder.get('host')}), skipped")
+                continue
+            try:
+                if done.exists():  # finished by another process meanwhile
+                    continue
+                resumed = (work / CHECKPOINT_SEQUENTIAL).exists() or (work / CHECKPOINT_FINETUNE).exists()
+                log(f"[convergence] {fmt} {method}: {budget.conv_steps} steps ({run_budget.describe()})"
+                    + (", resumed from its checkpoint" if resumed else ""))
+                result = compress_and_train(
+                    teacher, train_only, fmt, rate, run_budget, model_name=model, student=copy.deepcopy(init),
+                    cache=cache, callbacks=[EvaluateEvery(budget.conv_eval_every, accuracy)], seed=seed,
+                    device=device, checkpoint_dir=work, resume=True,
+                    log=lambda line, _label=f"{fmt} {method}": log(f"  {_label}: {line}"),
+                )
+                curve = _curve(result, run_budget.batch_size, len(data.train))
+                curve.update(format=fmt, method=method, rate=rate,
+                             achieved_rate=init.tnn_report.achieved_rate, budget=budget.name,
+                             eval_limit=budget.conv_eval_limit, n_train=len(data.train), resumed=resumed)
+                atomic_write_text(done, json.dumps(curve) + "\n")
+                for name in (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE):
+                    (work / name).unlink(missing_ok=True)  # the finished curve is all that is kept
+            finally:
+                release(work / CLAIM)
+            if done.exists() and work.is_dir() and not any(work.iterdir()):
+                work.rmdir()
             write_convergence_outputs(out, title=f"{model}: sequential vs end-to-end, rate {rate:g}")
     return write_convergence_outputs(out, title=f"{model}: sequential vs end-to-end, rate {rate:g}")
 
