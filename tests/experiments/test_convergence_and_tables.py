@@ -12,6 +12,7 @@ from tnn.experiments import parameter_epochs, run_convergence, run_experiment, s
 from tnn.experiments.convergence import method_budget
 from tnn.experiments.tables import (
     comparison_table,
+    dense_layers_text,
     dense_names,
     detail_table,
     markdown,
@@ -94,6 +95,9 @@ def test_dense_names_and_same_layers() -> None:
     b = {"layers_compressed": 29, "dense_layers": "fc (rank 0); layer1.0.conv1 (no rank fits)"}
     c = {"layers_compressed": 29, "dense_layers": "layer1.0.conv2 (no rank fits); fc (rank 0)"}
     assert dense_names(a) == ["layer1.0.conv1", "fc"] and dense_names({"dense_layers": ""}) == []
+    text = dense_layers_text([("conv2", "no rank fits; m must be 1"), ("fc", "rank 0")])
+    assert text == "conv2 (no rank fits, m must be 1); fc (rank 0)"
+    assert dense_names({"dense_layers": text}) == ["conv2", "fc"]
     assert dense_names({}) is None
     assert same_layers(a, b) and not same_layers(a, c)
     assert same_layers({"layers_compressed": 29}, c) and not same_layers({"layers_compressed": 30}, c)

@@ -44,17 +44,17 @@ from torch import nn
 
 from tnn.compression import compress
 from tnn.experiments import plots
-from tnn.experiments.runner import CLAIM, _check_config, _check_lists, input_shape, load_teacher
+from tnn.experiments.runner import CLAIM, _check_config, _check_lists, claim_work, input_shape, load_teacher
 from tnn.formats import FORMATS
-from tnn.io import atomic_write_text, claim, claim_holder, release
+from tnn.io import atomic_write_text, release
 from tnn.recipes import (
-    CHECKPOINT_FINETUNE,
-    CHECKPOINT_SEQUENTIAL,
+    CHECKPOINTS,
     Budget,
     RecipeResult,
     RunData,
     compress_and_train,
     load_run_data,
+    remove_checkpoints,
 )
 from tnn.train import EvaluateEvery, TeacherCache, evaluate, sequential_phases
 
@@ -227,15 +227,10 @@ def run_convergence(
         run_budgets = {m: method_budget(budget, m, n_stages) for m in todo}  # all checked before training
         for method, run_budget in run_budgets.items():
             done, work = out / "curves" / f"{fmt}-{method}.json", out / "curves" / f"{fmt}-{method}"
-            if not claim(work / CLAIM):
-                holder = claim_holder(work / CLAIM) or {}
-                log(f"[convergence] {fmt} {method}: running in another process (pid {holder.get('pid')} on "
-                    f"{holder.get('host')}), skipped")
+            if not claim_work(work, done, f"[convergence] {fmt} {method}", log):
                 continue
             try:
-                if done.exists():  # finished by another process meanwhile
-                    continue
-                resumed = (work / CHECKPOINT_SEQUENTIAL).exists() or (work / CHECKPOINT_FINETUNE).exists()
+                resumed = any((work / name).exists() for name in CHECKPOINTS)
                 log(f"[convergence] {fmt} {method}: {budget.conv_steps} steps ({run_budget.describe()})"
                     + (", resumed from its checkpoint" if resumed else ""))
                 result = compress_and_train(
@@ -249,11 +244,10 @@ def run_convergence(
                              achieved_rate=init.tnn_report.achieved_rate, budget=budget.name,
                              eval_limit=budget.conv_eval_limit, n_train=len(data.train), resumed=resumed)
                 atomic_write_text(done, json.dumps(curve) + "\n")
-                for name in (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE):
-                    (work / name).unlink(missing_ok=True)  # the finished curve is all that is kept
+                remove_checkpoints(work)  # the finished curve is all that is kept
             finally:
                 release(work / CLAIM)
-            if done.exists() and work.is_dir() and not any(work.iterdir()):
+            if done.exists() and not any(work.iterdir()):
                 work.rmdir()
             write_convergence_outputs(out, title=f"{model}: sequential vs end-to-end, rate {rate:g}")
     return write_convergence_outputs(out, title=f"{model}: sequential vs end-to-end, rate {rate:g}")

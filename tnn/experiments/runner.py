@@ -36,12 +36,12 @@ from tnn.formats import FORMATS, check_format, check_rate
 from tnn.io import atomic_write_text, claim, claim_holder, release
 from tnn.models import get_model, load_pretrained, model_info
 from tnn.recipes import (
-    CHECKPOINT_FINETUNE,
     CHECKPOINT_SEQUENTIAL,
     Budget,
     RunData,
     compress_and_train,
     load_run_data,
+    remove_checkpoints,
 )
 from tnn.train import EvaluateEvery, TeacherCache, accuracy
 
@@ -84,6 +84,22 @@ CLAIM = "claim.json"
 #: often a cell saves its training state), so a table folder may be continued after they change.
 TABLE_NEUTRAL_FIELDS = ("conv_steps", "conv_eval_every", "conv_eval_limit", "checkpoint_every", "curve_every",
                         "curve_limit")
+
+
+def claim_work(folder: Path, finished: Path, label: str, log: Callable[[str], None]) -> bool:
+    """Claim the unit of work in ``folder`` (a table cell, a convergence curve) for this process.
+
+    ``False``, with a line to ``log``, when another live process holds it; ``False`` (claim released) when
+    ``finished`` appeared meanwhile. ``True``: the caller runs it and releases ``folder / CLAIM`` after.
+    """
+    if not claim(folder / CLAIM):
+        holder = claim_holder(folder / CLAIM) or {}
+        log(f"{label}: running in another process (pid {holder.get('pid')} on {holder.get('host')}), skipped")
+        return False
+    if finished.exists():  # finished by another process since the caller looked
+        release(folder / CLAIM)
+        return False
+    return True
 
 
 def _holds_results(out: Path) -> bool:
@@ -189,13 +205,12 @@ def run_cell(cell_dir: Path, model: str, dataset: str, fmt: str, rate: float, te
         "params_before": report.params_before, "params_after": report.params_after,
         "model_params": report.model_params_after, "layers_compressed": len(report.compressed),
         "layers_dense": len(report.dense),
-        "dense_layers": "; ".join(f"{r.name} ({r.reason})" for r in report.dense),
+        "dense_layers": tables.dense_layers_text([(r.name, r.reason) for r in report.dense]),
         "acc_ft_val": None, "acc_ft_test": None, **fig,
     }
     row.update(wall_s=round(time.perf_counter() - t_cell, 2), resumed=resumed, seed=seed, **data.sizes())
     _write_json(cell_dir / "result.json", row)
-    for name in (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE):
-        (cell_dir / name).unlink(missing_ok=True)  # the curve and the row are kept
+    remove_checkpoints(cell_dir)  # the curve and the row are kept
     (cell_dir / "error.txt").unlink(missing_ok=True)
     return row
 
@@ -313,13 +328,7 @@ def run_experiment(
                 continue
             if max_cells is not None and computed >= max_cells:
                 continue
-            if not claim(cell_dir / CLAIM):
-                holder = claim_holder(cell_dir / CLAIM) or {}
-                log(f"[{title}] {cell_name(fmt, rate)}: running in another process (pid {holder.get('pid')} "
-                    f"on {holder.get('host')}), skipped")
-                continue
-            if (cell_dir / "result.json").exists():  # finished by another process since the check above
-                release(cell_dir / CLAIM)
+            if not claim_work(cell_dir, cell_dir / "result.json", f"[{title}] {cell_name(fmt, rate)}", log):
                 continue
             computed += 1
             log(f"[{title}] {cell_name(fmt, rate)}: running")

@@ -134,9 +134,16 @@ def detail_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def dense_layers_text(layers: Sequence[tuple[str, str]]) -> str:
+    """The ``dense_layers`` field of a row: ``"name (reason); ..."`` for each ``(name, reason)`` a cell kept
+    dense (a ``;`` inside a reason becomes ``,`` so that :func:`dense_names` reads the names back)."""
+    return "; ".join(f"{name} ({reason.replace(';', ',')})" for name, reason in layers)
+
+
 def dense_names(row: dict[str, Any]) -> list[str] | None:
-    """The names of the layers a cell kept dense, from its ``dense_layers`` field (``"name (reason); ..."``);
-    ``None`` when the row does not record them (cells written before the field existed)."""
+    """The names of the layers a cell kept dense, from its ``dense_layers`` field
+    (:func:`dense_layers_text`); ``None`` when the row does not record them (cells written before the
+    field existed)."""
     text = row.get("dense_layers")
     if text is None:
         return None

@@ -14,14 +14,17 @@ from tnn.recipes.data import RunData, load_run_data
 from tnn.recipes.recipe import (
     CHECKPOINT_FINETUNE,
     CHECKPOINT_SEQUENTIAL,
+    CHECKPOINTS,
     RecipeResult,
     compress_and_train,
+    remove_checkpoints,
 )
 
 __all__ = [
     "BUDGETS",
     "CHECKPOINT_FINETUNE",
     "CHECKPOINT_SEQUENTIAL",
+    "CHECKPOINTS",
     "Budget",
     "RecipeResult",
     "RunData",
@@ -29,4 +32,5 @@ __all__ = [
     "compress_and_train",
     "get_budget",
     "load_run_data",
+    "remove_checkpoints",
 ]

@@ -40,6 +40,7 @@ from tnn.train.schedules import schedule
 #: File names of the phase checkpoints inside ``checkpoint_dir``.
 CHECKPOINT_SEQUENTIAL = "checkpoint-sequential.pt"
 CHECKPOINT_FINETUNE = "checkpoint-finetune.pt"
+CHECKPOINTS = (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE)
 #: File names of the step logs inside ``checkpoint_dir`` (with ``write_logs``).
 LOG_SEQUENTIAL = "log.jsonl"
 LOG_FINETUNE = "log-finetune.jsonl"
@@ -84,11 +85,17 @@ class RecipeResult:
 
 def _checkpoint_metadata(folder: Path | None) -> dict[str, Any]:
     """The metadata of the first phase checkpoint in ``folder`` (empty when there is none)."""
-    for name in (CHECKPOINT_SEQUENTIAL, CHECKPOINT_FINETUNE):
+    for name in CHECKPOINTS:
         if folder is not None and (folder / name).exists():
             meta = load_checkpoint(folder / name).get("metadata")
             return dict(meta) if isinstance(meta, dict) else {"resumed": True}
     return {}
+
+
+def remove_checkpoints(folder: Path) -> None:
+    """Delete the phase checkpoints in ``folder`` (once its run is finished and recorded)."""
+    for name in CHECKPOINTS:
+        (folder / name).unlink(missing_ok=True)
 
 
 class _Evaluator:
