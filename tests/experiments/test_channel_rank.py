@@ -55,3 +55,19 @@ def test_layer_ranks_reads_every_compressed_layer() -> None:
 def test_bad_kernel_names_its_shape() -> None:
     with pytest.raises(ValueError, match=r"shape \(5,\)"):
         cr.channel_rank(torch.ones(5))
+
+
+def test_cli_prints_a_row_per_format_and_rate_with_errors_for_pretrained_weights(tmp_path, capsys) -> None:
+    from tnn.models import get_model
+
+    torch.manual_seed(0)
+    weights = tmp_path / "lenet5.pt"
+    torch.save(get_model("lenet5").state_dict(), weights)
+    assert cr.main(["--model", "lenet5", "--formats", "cp", "rcp", "--rates", "0.05", "--exclude", "conv1",
+                    "fc2", "--weights", str(weights)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "reconstruction error" in lines[0] and len(lines) == 4
+    cp_row, rcp_row = (line.split("|") for line in lines[2:])
+    assert cp_row[1].strip() == "cp" and rcp_row[1].strip() == "rcp"
+    assert float(cp_row[4]) < float(rcp_row[4])  # cp caps the channel rank, rcp does not
+    assert 0 < float(cp_row[6]) < 1 and 0 < float(rcp_row[6]) < 1

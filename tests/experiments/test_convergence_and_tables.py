@@ -43,6 +43,25 @@ def test_steps_to_within_edge_cases() -> None:
         steps_to_within([], [])
 
 
+def test_speedup_rows_divide_end_to_end_by_each_method() -> None:
+    from tnn.experiments.convergence import speedup_rows
+
+    def summary(fmt: str, method: str, steps: int, wall: float, pe: float | None) -> dict:
+        return {"format": fmt, "method": method, "steps_within_1pt": steps, "wall_within_1pt_s": wall,
+                "param_epochs_within_1pt": pe}
+
+    rows = speedup_rows([summary("cp", "sequential", 760, 139.0, 0.047e6),
+                         summary("cp", "end-to-end", 680, 190.0, 0.135e6),
+                         summary("cp", "recipe", 0, 10.0, None),
+                         summary("tt", "sequential", 1, 1.0, 1.0)])  # no end-to-end tt: no row
+    assert [(r["format"], r["method"]) for r in rows] == [("cp", "sequential"), ("cp", "recipe")]
+    assert rows[0]["steps_within_1pt"] == pytest.approx(680 / 760)
+    assert rows[0]["wall_within_1pt_s"] == pytest.approx(190 / 139)
+    assert rows[0]["param_epochs_within_1pt"] == pytest.approx(0.135 / 0.047)
+    assert rows[1]["steps_within_1pt"] is None and rows[1]["param_epochs_within_1pt"] is None
+    assert rows[1]["wall_within_1pt_s"] == pytest.approx(19.0)
+
+
 def test_method_budgets_share_the_budget_but_split_the_steps() -> None:
     seq_only = get_budget("cpu-seq", "resnet32")
     recipe = get_budget("long", "resnet32", conv_steps=400)
@@ -172,6 +191,8 @@ def test_convergence_study_runs_both_methods_and_resumes(tmp_path: Path) -> None
         assert s["total_steps"] == 4 and s["steps_within_1pt"] in (0, 2, 4)
     assert (tmp_path / "convergence.png").stat().st_size > 1000
     assert "| tt | end-to-end |" in (tmp_path / "convergence.md").read_text()
+    assert "speed-up over end-to-end" in (tmp_path / "convergence.md").read_text()
+    assert "| tt | sequential | " in (tmp_path / "convergence.md").read_text().split("speed-up")[1]
     assert len((tmp_path / "convergence.csv").read_text().splitlines()) == 1 + 3 + 3
     assert all(s["total_param_epochs"] > 0 for s in summaries)
     lines.clear()

@@ -10,7 +10,8 @@ Kronecker-like products over the folded channel modes, whose unfolding is generi
 ``python -m tnn.experiments.channel_rank --model resnet32 --rates 0.01 0.02 0.05 0.1``
 prints, per format and rate, the channel rank of every compressed layer as a fraction of its full rank
 (mean and minimum over the layers). The factors are float64: without ``--weights`` random (the rank the
-format allows, almost surely), with ``--weights`` the decompositions of the pretrained kernels.
+format allows, almost surely), with ``--weights`` the decompositions of the pretrained kernels (and a
+column with their mean relative reconstruction error).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch
 from torch import nn
 
 from tnn.compression import compress
+from tnn.decompositions import relative_error
 from tnn.formats import FORMATS
 from tnn.models import get_model, model_info
 from tnn.models.pretrained import load_pretrained
@@ -87,20 +89,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.exclude is None:
         args.exclude = list(model_info(args.model).dense_by_default)
     torch.manual_seed(0)
-    print("| format | rate | layers compressed | channel rank / full, mean | minimum (layer) |")
-    print("|---|---|---|---|---|")
+    header = "| format | rate | layers compressed | channel rank / full, mean | minimum (layer) |"
+    print(header + (" mean relative reconstruction error |" if args.weights else ""))
+    print("|---|---|---|---|---|" + ("---|" if args.weights else ""))
     for fmt in args.formats:
         for rate in args.rates:
             small = compress(model, format=fmt, rate=rate, exclude=args.exclude,
                              init="decompose" if args.weights else "random")
             rows = layer_ranks(small)
             if not rows:
-                print(f"| {fmt} | {rate:g} | 0 | — | — |")
+                print(f"| {fmt} | {rate:g} | 0 | — | — |" + (" — |" if args.weights else ""))
                 continue
             low = min(rows, key=lambda r: r.fraction)
             mean = sum(r.fraction for r in rows) / len(rows)
-            print(f"| {fmt} | {rate:g} | {len(rows)} | {mean:.3f} "
-                  f"| {low.rank} of {low.full} ({low.name}) |")
+            line = f"| {fmt} | {rate:g} | {len(rows)} | {mean:.3f} | {low.rank} of {low.full} ({low.name}) |"
+            if args.weights:
+                errors = [relative_error(model.get_submodule(r.name).weight.detach(),
+                                         small.get_submodule(r.name).dense_weight().detach()) for r in rows]
+                line += f" {sum(errors) / len(errors):.3f} |"
+            print(line)
     return 0
 
 

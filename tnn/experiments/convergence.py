@@ -253,6 +253,34 @@ def run_convergence(
     return write_convergence_outputs(out, title=f"{model}: sequential vs end-to-end, rate {rate:g}")
 
 
+#: The measures of convergence :func:`speedup_rows` compares: summary field, and its name in the table.
+SPEEDUP_MEASURES: tuple[tuple[str, str], ...] = (
+    ("steps_within_1pt", "steps"), ("wall_within_1pt_s", "wall s"),
+    ("param_epochs_within_1pt", "parameter-epochs"),
+)
+
+
+def speedup_rows(summaries: Sequence[dict[str, Any]], reference: str = "end-to-end") -> list[dict[str, Any]]:
+    """How much sooner each method comes within one point of its final accuracy than ``reference``.
+
+    For every format and every method run beside ``reference``, the ratio ``reference / method`` of each
+    measure in :data:`SPEEDUP_MEASURES` (above 1: the method converges sooner); ``None`` where either value
+    is missing or the method's is zero.
+    """
+    by_key = {(s["format"], s["method"]): s for s in summaries}
+    rows = []
+    for s in summaries:
+        ref = by_key.get((s["format"], reference))
+        if s["method"] == reference or ref is None:
+            continue
+        row: dict[str, Any] = {"format": s["format"], "method": s["method"], "reference": reference}
+        for field, _ in SPEEDUP_MEASURES:
+            mine, theirs = s.get(field), ref.get(field)
+            row[field] = theirs / mine if mine and theirs is not None else None
+        rows.append(row)
+    return rows
+
+
 def write_convergence_outputs(out: Path, title: str = "") -> list[dict[str, Any]]:
     """Rewrite ``convergence.csv``, ``convergence.md`` and ``convergence.png`` from the finished curves."""
     curves = [json.loads(p.read_text()) for p in sorted((out / "curves").glob("*.json"))]
@@ -289,6 +317,15 @@ def write_convergence_outputs(out: Path, title: str = "") -> list[dict[str, Any]
             f"{100 * s['final_accuracy']:.2f} | {s['steps_within_1pt']} / {s['steps_within_1pt_stays']} | "
             f"{s['wall_within_1pt_s']:.0f} | {millions(s['param_epochs_within_1pt'])} | {s['total_steps']} | "
             f"{s['total_wall_s']:.0f} | {millions(s['total_param_epochs'])} |")
+    speedups = speedup_rows(summaries)
+    if speedups:
+        lines += ["", "Convergence speed-up over end-to-end (end-to-end / method, to within 1 point of each "
+                  "curve's own final accuracy; above 1: sooner):", "",
+                  "| format | method | " + " | ".join(name for _, name in SPEEDUP_MEASURES) + " |",
+                  "|" + " --- |" * (2 + len(SPEEDUP_MEASURES))]
+        for r in speedups:
+            cells = ["—" if r[f] is None else f"{r[f]:.2f}x" for f, _ in SPEEDUP_MEASURES]
+            lines.append(f"| {r['format']} | {r['method']} | " + " | ".join(cells) + " |")
     atomic_write_text(out / "convergence.md", (f"### {title}\n\n" if title else "") + "\n".join(lines) + "\n")
     if curves and not plots.available():
         print(plots.skip_warning(out / "convergence.png"), file=sys.stderr)
