@@ -17,6 +17,7 @@ column with their mean relative reconstruction error).
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,7 +46,7 @@ class LayerRank:
     def full(self) -> int:
         """The channel rank of a generic dense kernel of this shape, ``min(T, S·kh·kw)``."""
         out_ch, *rest = self.shape
-        return min(out_ch, int(torch.tensor(rest).prod()))
+        return min(out_ch, math.prod(rest))
 
     @property
     def fraction(self) -> float:
@@ -67,8 +68,12 @@ def channel_rank(kernel: torch.Tensor) -> int:
 
 def layer_ranks(model: nn.Module) -> list[LayerRank]:
     """The channel rank of every tensorial layer of a compressed ``model``, in module order."""
-    return [LayerRank(name, tuple(layer.dense_weight().shape), channel_rank(layer.dense_weight()))
-            for name, layer in model.named_modules() if isinstance(layer, (TensorialConv2d, TensorialLinear))]
+    rows = []
+    for name, layer in model.named_modules():
+        if isinstance(layer, (TensorialConv2d, TensorialLinear)):
+            kernel = layer.dense_weight()  # (T, S/groups, kh, kw) or (T, S)
+            rows.append(LayerRank(name, tuple(kernel.shape), channel_rank(kernel)))
+    return rows
 
 
 def main(argv: Sequence[str] | None = None) -> int:
