@@ -83,12 +83,22 @@ def test_gap_rows_flag_pairs_that_keep_different_layers_dense() -> None:
     assert row["note"] == "different layers kept dense at seed(s) 0"
 
 
-def _write_run(folder: Path, seed: int, rows: list[dict], budget: str = "cpu") -> Path:
+def _write_run(folder: Path, seed: int, rows: list[dict], budget: str = "cpu", **fields: object) -> Path:
     folder.mkdir(parents=True)
     write_csv(folder / "results.csv", rows)
-    (folder / "config.json").write_text(json.dumps({"model": "m", "dataset": "d", "budget": {"name": budget},
+    (folder / "config.json").write_text(json.dumps({"model": "m", "dataset": "d",
+                                                    "budget": {"name": budget, **fields},
                                                     "seed": seed, "weights_name": "w.th", "exclude": None}))
     return folder
+
+
+def test_a_budget_field_newer_than_a_run_counts_as_its_default(tmp_path: Path) -> None:
+    old = _write_run(tmp_path / "old", 0, [_cell("cp", 0.1, 0.8)])  # written before `allocation` existed
+    new = _write_run(tmp_path / "new", 1, [_cell("cp", 0.1, 0.7)], allocation="uniform")
+    other = _write_run(tmp_path / "other", 2, [_cell("cp", 0.1, 0.7)], allocation="error")
+    assert [seed for seed, _ in load_runs([old, new])] == [0, 1]
+    with pytest.raises(ValueError, match="differs from .* in budget"):
+        load_runs([old, other])
 
 
 def test_load_runs_refuse_repeated_seeds_and_different_tables(tmp_path: Path) -> None:

@@ -107,28 +107,43 @@ def _holds_results(out: Path) -> bool:
     return any(p.is_file() and p.name != "config.json" for p in out.rglob("*"))
 
 
+#: ``config.json`` keys two runs of one table must agree on.
+CONFIG_KEYS = ("model", "dataset", "budget", "seed", "weights_name", "exclude")
+
+
+def config_differences(before: dict[str, Any], now: dict[str, Any], keys: Sequence[str] = CONFIG_KEYS,
+                       neutral: Sequence[str] = TABLE_NEUTRAL_FIELDS) -> list[str]:
+    """The ``keys`` in which two run configurations (``config.json``) differ.
+
+    The budgets' ``neutral`` fields may differ, and a :class:`Budget` field one configuration lacks
+    (added after it was written) counts as its default.
+    """
+    defaults = Budget("defaults", steps_per_stage=1).to_dict()
+    differ = []
+    for key in keys:
+        a, b = before.get(key), now.get(key)
+        if key == "budget" and isinstance(a, dict) and isinstance(b, dict):
+            fields = (a.keys() | b.keys()) - set(neutral)
+            a, b = ({k: budget.get(k, defaults.get(k)) for k in fields} for budget in (a, b))
+        if a != b:
+            differ.append(key)
+    return differ
+
+
 def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = (),
                   write: bool = True) -> None:
     """Refuse to continue ``out`` when it holds a run of another model, dataset, budget, seed, weights or
-    exclusion list (the budget's ``neutral`` fields may differ, and fields added to :class:`Budget`
-    after the folder was written count as their defaults). A folder holding only ``config.json`` (a run
-    that failed before computing anything) takes the new configuration. Without ``write``, only
-    compare: nothing is created."""
+    exclusion list (see :func:`config_differences`). A folder holding only ``config.json`` (a run that
+    failed before computing anything) takes the new configuration. Without ``write``, only compare:
+    nothing is created."""
     path = out / "config.json"
     if path.exists() and _holds_results(out):
         old = json.loads(path.read_text())
-        defaults = Budget("defaults", steps_per_stage=1).to_dict()
-        for key in ("model", "dataset", "budget", "seed", "weights_name", "exclude"):
-            before, now = old.get(key), config.get(key)
-            if key == "budget" and isinstance(before, dict) and isinstance(now, dict):
-                added = {k: defaults[k] for k in now if k not in before}  # fields newer than the folder
-                before = {k: v for k, v in {**added, **before}.items() if k not in neutral}
-                now = {k: v for k, v in now.items() if k not in neutral}
-            if before != now:
-                raise ValueError(
-                    f"{out} holds a run with {key}={old.get(key)!r}, this run has {key}={config.get(key)!r}; "
-                    "finished cells would mix budgets: use another output folder"
-                )
+        for key in config_differences(old, config, neutral=neutral)[:1]:
+            raise ValueError(
+                f"{out} holds a run with {key}={old.get(key)!r}, this run has {key}={config.get(key)!r}; "
+                "finished cells would mix budgets: use another output folder"
+            )
     elif write:
         out.mkdir(parents=True, exist_ok=True)
         _write_json(path, config)

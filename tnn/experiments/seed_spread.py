@@ -31,6 +31,7 @@ from typing import Any
 
 from tnn.experiments import plots
 from tnn.experiments.budget_gap import parse_pair
+from tnn.experiments.runner import CONFIG_KEYS, config_differences
 from tnn.experiments.tables import csv_text, finished_cells, read_csv, same_layers
 from tnn.formats import FORMATS
 from tnn.io import atomic_write_text
@@ -48,7 +49,7 @@ _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 
          2.045, 2.042)
 
 #: ``config.json`` keys that must agree between the runs (everything but the seed).
-_SAME = ("model", "dataset", "budget", "weights_name", "exclude")
+_SAME = tuple(k for k in CONFIG_KEYS if k != "seed")
 
 
 def t_quantile(dof: int) -> float:
@@ -219,7 +220,7 @@ def load_runs(folders: Sequence[str | os.PathLike[str]]) -> list[tuple[int, list
         if first is None:
             first = (folder, config)
         else:
-            diff = [k for k in _SAME if config.get(k) != first[1].get(k)]
+            diff = config_differences(first[1], config, keys=_SAME)
             if diff:
                 raise ValueError(f"{folder} differs from {first[0]} in {', '.join(diff)}: the runs must "
                                  f"differ only in the seed")
