@@ -139,7 +139,9 @@ def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = 
     path = out / "config.json"
     if path.exists() and _holds_results(out):
         old = json.loads(path.read_text())
-        for key in config_differences(old, config, neutral=neutral)[:1]:
+        differ = config_differences(old, config, neutral=neutral)
+        if differ:
+            key = differ[0]
             raise ValueError(
                 f"{out} holds a run with {key}={old.get(key)!r}, this run has {key}={config.get(key)!r}; "
                 "finished cells would mix budgets: use another output folder"
