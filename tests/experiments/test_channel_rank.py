@@ -8,6 +8,7 @@ from torch import nn
 
 from tnn.compression import compress
 from tnn.experiments import channel_rank as cr
+from tnn.models import get_model
 from tnn.nn import TensorialConv2d
 
 
@@ -58,8 +59,6 @@ def test_bad_kernel_names_its_shape() -> None:
 
 
 def test_cli_prints_a_row_per_format_and_rate_with_errors_for_pretrained_weights(tmp_path, capsys) -> None:
-    from tnn.models import get_model
-
     torch.manual_seed(0)
     weights = tmp_path / "lenet5.pt"
     torch.save(get_model("lenet5").state_dict(), weights)
