@@ -12,7 +12,7 @@ import tnn
 from tnn.cli.common import check_format as cli_check_format
 from tnn.cli.common import check_rate as cli_check_rate
 from tnn.cli.errors import CLIError
-from tnn.experiments.runner import _check_lists
+from tnn.experiments.runner import check_formats_and_rates
 from tnn.formats import FORMATS, check_format, check_rate, get_format
 from tnn.models import get_model
 from tnn.nn import TensorialConv2d, TensorialLinear
@@ -51,7 +51,7 @@ def test_format_entry_points_share_the_check(name: str) -> None:
     with pytest.raises(ValueError, match=message):
         cli_check_format(name)
     with pytest.raises(ValueError, match=message):
-        _check_lists(["rtt", name], [0.1])
+        check_formats_and_rates(["rtt", name], [0.1])
     assert cli_check_format(None) is None
 
 
@@ -77,14 +77,14 @@ def test_rate_entry_points_share_the_check(rate: object) -> None:
     with pytest.raises(ValueError, match=r"rate must be a number in \(0, 1\], got " + re.escape(repr(rate))):
         tnn.compress(get_model("lenet5"), format="cp", rate=rate)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"rates must be numbers in \(0, 1\], got " + re.escape(repr(rate))):
-        _check_lists(["cp"], [0.5, rate])  # type: ignore[list-item]
+        check_formats_and_rates(["cp"], [0.5, rate])  # type: ignore[list-item]
     with pytest.raises(CLIError, match=r"--rate must be in \(0, 1\], got "):
         cli_check_rate(rate)  # type: ignore[arg-type]
 
 
-def test_check_lists_returns_checked_values() -> None:
-    assert _check_lists(("rtt", "cp"), (1, 0.5)) == (["rtt", "cp"], [1.0, 0.5])
+def test_check_formats_and_rates_returns_checked_values() -> None:
+    assert check_formats_and_rates(("rtt", "cp"), (1, 0.5)) == (["rtt", "cp"], [1.0, 0.5])
     with pytest.raises(ValueError, match="unknown format"):
-        _check_lists([], [0.1])
+        check_formats_and_rates([], [0.1])
     with pytest.raises(ValueError, match=r"rates must be numbers in \(0, 1\], got \[\]"):
-        _check_lists(["rtt"], [])
+        check_formats_and_rates(["rtt"], [])

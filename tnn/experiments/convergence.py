@@ -44,7 +44,14 @@ from torch import nn
 
 from tnn.compression import compress
 from tnn.experiments import plots
-from tnn.experiments.runner import CLAIM, _check_config, _check_lists, claim_work, input_shape, load_teacher
+from tnn.experiments.runner import (
+    CLAIM,
+    check_config,
+    check_formats_and_rates,
+    claim_work,
+    input_shape,
+    load_teacher,
+)
 from tnn.formats import FORMATS
 from tnn.io import atomic_write_text, release
 from tnn.recipes import (
@@ -193,7 +200,7 @@ def run_convergence(
         ``total_wall_s``, ``total_param_epochs`` (see :func:`parameter_epochs`; ``None`` for curves
         written before parameters were recorded).
     """
-    formats, _ = _check_lists(formats, [rate])
+    formats, _ = check_formats_and_rates(formats, [rate])
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"unknown method(s) {bad}; valid methods: {', '.join(METHODS)}")
@@ -202,11 +209,11 @@ def run_convergence(
     config = {"model": model, "dataset": dataset, "budget": budget.to_dict(), "seed": seed,
               "weights_name": Path(weights).name if weights is not None else None,
               "exclude": sorted(exclude) if exclude else None, "study": "convergence"}
-    _check_config(out, config, write=False)
+    check_config(out, config, write=False)
     # data and weights are loaded before anything is written: a wrong path leaves no folder behind
     data = load_run_data(model, dataset, budget, data_dir, seed=seed)
     teacher = load_teacher(model, weights)
-    _check_config(out, config)
+    check_config(out, config)
     (out / "curves").mkdir(exist_ok=True)
     cache = TeacherCache(teacher, len(data.train), dataset=data.train) if budget.cache_teacher else None
     train_only = RunData(train=data.train)

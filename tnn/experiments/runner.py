@@ -130,7 +130,7 @@ def config_differences(before: dict[str, Any], now: dict[str, Any], keys: Sequen
     return differ
 
 
-def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = (),
+def check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = (),
                   write: bool = True) -> None:
     """Refuse to continue ``out`` when it holds a run of another model, dataset, budget, seed, weights or
     exclusion list (see :func:`config_differences`). A folder holding only ``config.json`` (a run that
@@ -151,7 +151,14 @@ def _check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = 
         _write_json(path, config)
 
 
-def _check_lists(formats: Sequence[str], rates: Sequence[float]) -> tuple[list[str], list[float]]:
+def check_formats_and_rates(formats: Sequence[str], rates: Sequence[float]) -> tuple[list[str], list[float]]:
+    """The ``formats`` and ``rates`` of a study, checked (at least one of each, every rate in (0, 1]).
+
+    Raises
+    ------
+    ValueError
+        Naming the first unknown format or bad rate, or the empty list.
+    """
     if not formats:
         raise ValueError(f"unknown format(s) []: give at least one of {', '.join(FORMATS)}")
     checked_formats = [check_format(f) for f in formats]
@@ -317,7 +324,7 @@ def run_experiment(
     list of dict
         The rows of ``results.csv`` (baseline first).
     """
-    formats, rates = _check_lists(formats, rates)
+    formats, rates = check_formats_and_rates(formats, rates)
     device = torch.device(device)
     out = Path(out)
     config = {
@@ -325,12 +332,12 @@ def run_experiment(
         "weights_name": Path(weights).name if weights is not None else None,
         "exclude": sorted(exclude) if exclude else None,
     }
-    _check_config(out, config, neutral=TABLE_NEUTRAL_FIELDS, write=False)
+    check_config(out, config, neutral=TABLE_NEUTRAL_FIELDS, write=False)
     title = f"{model} on {dataset}"
     # data and weights are loaded before anything is written: a wrong path leaves no folder behind
     data = load_run_data(model, dataset, budget, data_dir, seed=seed)
     teacher = load_teacher(model, weights)
-    _check_config(out, config, neutral=TABLE_NEUTRAL_FIELDS)
+    check_config(out, config, neutral=TABLE_NEUTRAL_FIELDS)
     baseline = run_baseline(out, model, dataset, teacher, data, budget, device)
     log(f"[{title}] baseline: test accuracy {baseline['acc_seq_test']:.4f} "
         f"({data.sizes()}); budget {budget.describe()}")
