@@ -256,9 +256,10 @@ def test_convergence_curve_held_by_another_process_is_skipped(tmp_path: Path) ->
 
 @pytest.mark.slow
 def test_convergence_study_recipe_method_trains_stages_then_fine_tunes(tmp_path: Path) -> None:
-    # smoke: 2 steps per stage on lenet5's 4 stages + 2 fine-tuning steps = 10
+    # smoke: 2 steps per stage on lenet5's 4 stages + 2 fine-tuning steps = 10; distilled on augmented
+    # images, as the long budget fine-tunes (the augmented training set must reach the recipe)
     budget = get_budget("smoke", "lenet5", conv_steps=10, conv_eval_every=5, conv_eval_limit=16,
-                        train_subset=16, val_size=16, batch_size=8)
+                        train_subset=16, val_size=16, batch_size=8, augment=True, distill=True)
     summaries = run_convergence("lenet5", "synthetic", ["tt"], 0.2, budget, tmp_path,
                                 methods=["recipe", "end-to-end"], log=lambda line: None)
     assert [s["method"] for s in summaries] == ["end-to-end", "recipe"]

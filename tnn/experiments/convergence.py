@@ -216,7 +216,8 @@ def run_convergence(
     check_config(out, config)
     (out / "curves").mkdir(exist_ok=True)
     cache = TeacherCache(teacher, len(data.train), dataset=data.train) if budget.cache_teacher else None
-    train_only = RunData(train=data.train)
+    # no val / test (see accuracy()); the augmented images for the budgets that fine-tune on them
+    train_only = RunData(train=data.train, train_augmented=data.train_augmented)
 
     def accuracy(student: nn.Module) -> float:
         return float(evaluate(student, data.test, limit=budget.conv_eval_limit, device=device)["accuracy"])
