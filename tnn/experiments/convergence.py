@@ -58,7 +58,6 @@ from tnn.recipes import (
     CHECKPOINTS,
     Budget,
     RecipeResult,
-    RunData,
     compress_and_train,
     load_run_data,
     remove_checkpoints,
@@ -216,8 +215,7 @@ def run_convergence(
     check_config(out, config)
     (out / "curves").mkdir(exist_ok=True)
     cache = TeacherCache(teacher, len(data.train), dataset=data.train) if budget.cache_teacher else None
-    # no val / test (see accuracy()); the augmented images for the budgets that fine-tune on them
-    train_only = RunData(train=data.train, train_augmented=data.train_augmented)
+    train_only = dataclasses.replace(data, val=None, test=None)  # the curves evaluate with accuracy()
 
     def accuracy(student: nn.Module) -> float:
         return float(evaluate(student, data.test, limit=budget.conv_eval_limit, device=device)["accuracy"])

@@ -131,7 +131,7 @@ def config_differences(before: dict[str, Any], now: dict[str, Any], keys: Sequen
 
 
 def check_config(out: Path, config: dict[str, Any], neutral: tuple[str, ...] = (),
-                  write: bool = True) -> None:
+                 write: bool = True) -> None:
     """Refuse to continue ``out`` when it holds a run of another model, dataset, budget, seed, weights or
     exclusion list (see :func:`config_differences`). A folder holding only ``config.json`` (a run that
     failed before computing anything) takes the new configuration. Without ``write``, only compare:
