@@ -23,3 +23,21 @@ def test_accuracy_vs_time_writes_one_png(tmp_path):
                "test_images": 100} for f in ("cp", "rcp", "rtt") for r in (0.1, 0.05)]
     plots.accuracy_vs_time(curves, tmp_path / "t.png", title="t")
     assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not plots.available(), reason="matplotlib is not installed")
+def test_convergence_tells_every_method_of_a_format_apart(tmp_path, monkeypatch):
+    saved = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: saved.append(fig))
+    curves = [{"format": f, "method": m, "label": f"{f} {m}", "steps": [0, 10], "wall_s": [0.0, 1.0],
+               "accuracy": [0.1, 0.5], "param_epochs": [0, 100]}
+              for f in ("cp", "rtt") for m in ("sequential", "end-to-end", "recipe")]
+    plots.convergence(curves, tmp_path / "c.png")
+    (fig,) = saved
+    assert len(fig.axes) == 3
+    lines = {ln.get_label(): (ln.get_color(), ln.get_linestyle()) for ln in fig.axes[0].get_lines()}
+    assert len(set(lines.values())) == 6                       # no two curves drawn alike
+    for f in ("cp", "rtt"):                                   # one colour per format
+        assert len({lines[f"{f} {m}"][0] for m in ("sequential", "end-to-end", "recipe")}) == 1
+    for m in ("sequential", "end-to-end", "recipe"):          # one style per method
+        assert lines[f"cp {m}"][1] == lines[f"rtt {m}"][1]

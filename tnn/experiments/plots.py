@@ -92,23 +92,30 @@ def accuracy_vs_rate(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str
     _finish(fig, ax, path, title, fontsize=7, ncol=2)
 
 
+#: Line style of each training method in :func:`convergence` (others dotted).
+METHOD_STYLES: dict[str, str] = {"sequential": "-", "recipe": "-.", "end-to-end": "--"}
+
+
 def convergence(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
     """Test accuracy against optimisation steps, training wall time and, when every curve has them,
     parameter-epochs (trained parameters x epochs, the paper authors' axis).
 
     ``curves``: dicts with ``label``, ``steps``, ``wall_s``, ``accuracy`` (fractions) and optionally
-    ``param_epochs``.
+    ``param_epochs``, ``format`` (one colour per format) and ``method`` (one line style per method:
+    :data:`METHOD_STYLES`).
     """
     plt = _pyplot()
     with_pe = bool(curves) and all(c.get("param_epochs") for c in curves)
     n = 3 if with_pe else 2
     fig, axes = plt.subplots(1, n, figsize=(4.8 * n, 3.8), dpi=90, sharey=True)
-    for i, c in enumerate(curves):
+    colours = {f: f"C{i}" for i, f in enumerate(dict.fromkeys(c.get("format", c["label"]) for c in curves))}
+    for c in curves:
         acc = [100 * a for a in c["accuracy"]]
-        style = "-" if "sequential" in c["label"] else "--"
+        style = METHOD_STYLES.get(c.get("method", ""), ":")
         xs = [c["steps"], c["wall_s"]] + ([[e / 1e6 for e in c["param_epochs"]]] if with_pe else [])
         for ax, x in zip(axes, xs, strict=True):
-            ax.plot(x, acc, style, color=f"C{i // 2}", label=c["label"], marker=".", ms=3)
+            ax.plot(x, acc, style, color=colours[c.get("format", c["label"])], label=c["label"], marker=".",
+                    ms=3)
     axes[0].set_xlabel("optimisation steps")
     axes[1].set_xlabel("training wall time (s)")
     if with_pe:
