@@ -41,3 +41,9 @@ def test_convergence_tells_every_method_of_a_format_apart(tmp_path, monkeypatch)
         assert len({lines[f"{f} {m}"][0] for m in ("sequential", "end-to-end", "recipe")}) == 1
     for m in ("sequential", "end-to-end", "recipe"):          # one style per method
         assert lines[f"cp {m}"][1] == lines[f"rtt {m}"][1]
+
+
+def test_seed_counts_name_a_range_when_the_rates_differ():
+    assert plots.seed_counts([1]) == "1 seed"
+    assert plots.seed_counts([3, 3]) == "3 seeds"
+    assert plots.seed_counts([5, 3, 3]) == "3–5 seeds"

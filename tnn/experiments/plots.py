@@ -214,6 +214,16 @@ def gap_vs_budget(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     plt.close(fig)
 
 
+def seed_counts(counts: Sequence[int]) -> str:
+    """How many seeds a line's points rest on: ``"3 seeds"``, or ``"3–5 seeds"`` when they differ.
+
+    >>> seed_counts([5, 3, 3])
+    '3–5 seeds'
+    """
+    low, high = min(counts), max(counts)
+    return f"{low} seed" if high == 1 else f"{low} seeds" if low == high else f"{low}–{high} seeds"
+
+
 def seed_gaps(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], title: str = "") -> None:
     """Mean reshaped − baseline gap (points) against the target rate (log axis), one line per pair, with
     the 95% interval over the seeds as error bars (none with one seed) and a zero line.
@@ -231,9 +241,8 @@ def seed_gaps(rows: Sequence[dict[str, Any]], path: str | os.PathLike[str], titl
         ys = [r["gap_mean"] for r in sel]
         err = [[0.0 if r["ci_low"] is None else r["gap_mean"] - r["ci_low"] for r in sel],
                [0.0 if r["ci_high"] is None else r["ci_high"] - r["gap_mean"] for r in sel]]
-        n = max(r["n_seeds"] for r in sel)
         ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, color=_style(base)["color"],
-                    label=f"{reshaped} − {base} ({n} seed{'s' if n > 1 else ''})")
+                    label=f"{reshaped} − {base} ({seed_counts([r['n_seeds'] for r in sel])})")
     ax.axhline(0.0, color="k", lw=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("target compression rate")
