@@ -108,14 +108,14 @@ def convergence(curves: Sequence[dict[str, Any]], path: str | os.PathLike[str], 
     with_pe = bool(curves) and all(c.get("param_epochs") for c in curves)
     n = 3 if with_pe else 2
     fig, axes = plt.subplots(1, n, figsize=(4.8 * n, 3.8), dpi=90, sharey=True)
-    colours = {f: f"C{i}" for i, f in enumerate(dict.fromkeys(c.get("format", c["label"]) for c in curves))}
+    colours: dict[str, str] = {}  # one per format, in order of appearance (cp and rcp apart, unlike _style)
     for c in curves:
         acc = [100 * a for a in c["accuracy"]]
+        colour = colours.setdefault(c.get("format", c["label"]), f"C{len(colours)}")
         style = METHOD_STYLES.get(c.get("method", ""), ":")
         xs = [c["steps"], c["wall_s"]] + ([[e / 1e6 for e in c["param_epochs"]]] if with_pe else [])
         for ax, x in zip(axes, xs, strict=True):
-            ax.plot(x, acc, style, color=colours[c.get("format", c["label"])], label=c["label"], marker=".",
-                    ms=3)
+            ax.plot(x, acc, style, color=colour, label=c["label"], marker=".", ms=3)
     axes[0].set_xlabel("optimisation steps")
     axes[1].set_xlabel("training wall time (s)")
     if with_pe:
